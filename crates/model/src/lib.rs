@@ -1,0 +1,36 @@
+//! AgentGate's pure domain model: everything the core replicates and how it changes.
+//!
+//! - [`ids`]: names of tenants, agents, tools… and their validation.
+//! - [`limits`]: every size and count bound the cluster enforces, in one place.
+//! - [`entity`]: the replicated entities (tenants, agents, upstreams, policy packages, rollouts,
+//!   kill switches, quotas, approvals) and their keys.
+//! - [`command`]: what enters the Raft log: an [`command::Op`] stamped by the leader with time.
+//! - [`state`]: the replicated state machine's in-memory image.
+//! - [`apply()`]: the pure transition `apply(state, command) -> (result, changes)`.
+//! - [`change`]: what one applied command changed, for persistence and for edge watch deltas.
+//! - [`policy`]: Cedar package validation and hashing.
+//! - [`audit`]: decision records, the hash chain, and its verification.
+//! - [`query`]: the read requests the admin API answers.
+//!
+//! INVARIANT: this crate does no I/O and reads no clock or randomness: time arrives in
+//! [`command::Command::time_ms`], stamped by the Raft leader, so every replica applies
+//! every command to the same result.
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod audit;
+pub mod change;
+pub mod command;
+pub mod entity;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod policy;
+pub mod query;
+pub mod state;
+
+pub use apply::apply;
+pub use change::Change;
+pub use command::{Command, Op, Response};
+pub use error::ApplyError;
+pub use state::State;

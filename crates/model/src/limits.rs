@@ -1,0 +1,37 @@
+//! Every bound the core enforces, in one place. Units are last in each name.
+//!
+//! A request that exceeds one of these is rejected with an error naming the limit; nothing is
+//! truncated silently.
+
+/// Longest name (tenant, agent, server, tool, version, region, session, edge id).
+pub const NAME_BYTES_MAX: usize = 128;
+/// Longest free-text field (reasons, descriptions).
+pub const TEXT_BYTES_MAX: usize = 4 * 1024;
+/// Largest policy package (policies + schema + entities together).
+pub const POLICY_PACKAGE_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Largest single Raft log entry (a serialized command).
+pub const RAFT_ENTRY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest gRPC message the node accepts or sends (the entry limit plus envelope room).
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most audit records in one `AppendAudit` batch.
+pub const AUDIT_BATCH_RECORDS_MAX: usize = 4_096;
+/// Largest single audit record, serialized.
+pub const AUDIT_RECORD_BYTES_MAX: usize = 16 * 1024;
+/// Most audit records one query returns; callers page with `after_seq`.
+pub const AUDIT_QUERY_RECORDS_MAX: usize = 10_000;
+/// Snapshot chunk size for Raft `InstallSnapshot`.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 1024 * 1024;
+/// Most roles or labels on one agent.
+pub const AGENT_ROLES_MAX: usize = 64;
+/// Most pinned tools on one upstream.
+pub const PINNED_TOOLS_MAX: usize = 4_096;
+/// Most canary steps in one rollout.
+pub const ROLLOUT_STEPS_MAX: usize = 32;
+/// Most history events kept per rollout (oldest are dropped first).
+pub const ROLLOUT_HISTORY_MAX: usize = 256;
+/// Most entities of one kind in the replicated state (tenants, agents, …, each counted apart).
+pub const ENTITIES_PER_KIND_MAX: usize = 1_000_000;
+/// Most approvals held per tenant (decided and consumed ones included until swept).
+pub const APPROVALS_PER_TENANT_MAX: usize = 100_000;
+/// Default lifetime of a pending approval.
+pub const APPROVAL_TTL_MS_DEFAULT: u64 = 15 * 60 * 1000;
