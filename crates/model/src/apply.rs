@@ -10,7 +10,7 @@ use crate::audit::{AuditAppend, AuditHead, AuditRecord, record_hash};
 use crate::change::Change;
 use crate::command::{Command, Op, Response};
 use crate::entity::{
-    Agent, Approval, ApprovalState, Entity, EntityKey, Kind, KillSwitch, PolicyPackage, Quota,
+    Agent, Approval, ApprovalState, Entity, EntityKey, KillSwitch, Kind, PolicyPackage, Quota,
     QuotaScope, Rollout, RolloutEvent, RolloutGuard, RolloutState, Scope, Tenant, Transport,
     Upstream, join_key,
 };
@@ -39,9 +39,17 @@ pub fn apply(state: &mut State, cmd: &Command) -> Applied {
             for c in &changes {
                 state.apply_change(c);
             }
-            Applied { revision, result: Ok(response), changes }
+            Applied {
+                revision,
+                result: Ok(response),
+                changes,
+            }
         }
-        Err(e) => Applied { revision, result: Err(e), changes: Vec::new() },
+        Err(e) => Applied {
+            revision,
+            result: Err(e),
+            changes: Vec::new(),
+        },
     }
 }
 
@@ -52,7 +60,10 @@ fn put(entity: Entity) -> Change {
 }
 
 fn put_one(entity: Entity) -> Handled {
-    Ok((Response::Entity(Box::new(entity.clone())), vec![put(entity)]))
+    Ok((
+        Response::Entity(Box::new(entity.clone())),
+        vec![put(entity)],
+    ))
 }
 
 fn invalid(msg: impl Into<String>) -> ApplyError {
@@ -70,7 +81,9 @@ fn check_text(what: &str, s: &str) -> Result<(), ApplyError> {
 }
 
 fn check_hex_digest(what: &str, s: &str) -> Result<(), ApplyError> {
-    let ok = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let ok = s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if ok {
         Ok(())
     } else {
@@ -108,13 +121,15 @@ fn agent<'a>(s: &'a State, tenant: &str, id: &str) -> Result<&'a Agent, ApplyErr
 }
 
 fn policy<'a>(s: &'a State, tenant: &str, version: &str) -> Result<&'a PolicyPackage, ApplyError> {
-    s.policies.get(&join_key(&[tenant, version])).ok_or_else(|| {
-        ApplyError::NotFound(format!(
-            "policy version `{}` of tenant `{}`",
-            truncate_for_message(version),
-            truncate_for_message(tenant)
-        ))
-    })
+    s.policies
+        .get(&join_key(&[tenant, version]))
+        .ok_or_else(|| {
+            ApplyError::NotFound(format!(
+                "policy version `{}` of tenant `{}`",
+                truncate_for_message(version),
+                truncate_for_message(tenant)
+            ))
+        })
 }
 
 fn active_rollout<'a>(s: &'a State, tenant: &str) -> Option<&'a Rollout> {
@@ -129,13 +144,20 @@ fn rollout_in<'a>(
     states: &[RolloutState],
 ) -> Result<&'a Rollout, ApplyError> {
     let r = s.rollouts.get(tenant).ok_or_else(|| {
-        ApplyError::NotFound(format!("rollout of tenant `{}`", truncate_for_message(tenant)))
+        ApplyError::NotFound(format!(
+            "rollout of tenant `{}`",
+            truncate_for_message(tenant)
+        ))
     })?;
     if !states.contains(&r.state) {
         return Err(ApplyError::FailedPrecondition(format!(
             "the rollout of tenant `{tenant}` is {:?}; this needs it to be {}",
             r.state,
-            states.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" or ")
+            states
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
         )));
     }
     Ok(r)
@@ -158,7 +180,9 @@ fn with_event(mut r: Rollout, cmd: &Command, action: &str, note: &str) -> Rollou
 
 fn check_percent(p: u8) -> Result<(), ApplyError> {
     if p > 100 {
-        return Err(invalid(format!("canary percent {p} must be between 0 and 100")));
+        return Err(invalid(format!(
+            "canary percent {p} must be between 0 and 100"
+        )));
     }
     Ok(())
 }
@@ -173,7 +197,10 @@ fn check_scope(scope: &Scope) -> Result<(), ApplyError> {
 fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
     check_text("actor", &cmd.actor)?;
     match &cmd.op {
-        Op::CreateTenant { id, stale_allow_read_only } => {
+        Op::CreateTenant {
+            id,
+            stale_allow_read_only,
+        } => {
             validate_name("tenant", id)?;
             if s.tenants.contains_key(id) {
                 return Err(ApplyError::AlreadyExists(format!("tenant `{id}`")));
@@ -187,12 +214,21 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
                 stale_allow_read_only: *stale_allow_read_only,
             }))
         }
-        Op::SetTenantOptions { tenant: t, stale_allow_read_only } => {
+        Op::SetTenantOptions {
+            tenant: t,
+            stale_allow_read_only,
+        } => {
             let mut t = tenant(s, t)?.clone();
             t.stale_allow_read_only = *stale_allow_read_only;
             put_one(Entity::Tenant(t))
         }
-        Op::CreateAgent { tenant: t, id, roles, labels, key_hash } => {
+        Op::CreateAgent {
+            tenant: t,
+            id,
+            roles,
+            labels,
+            key_hash,
+        } => {
             tenant(s, t)?;
             validate_name("agent", id)?;
             if roles.len() > AGENT_ROLES_MAX || labels.len() > AGENT_ROLES_MAX {
@@ -209,10 +245,14 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
             }
             check_hex_digest("key_hash", key_hash)?;
             if s.agents.contains_key(&join_key(&[t, id])) {
-                return Err(ApplyError::AlreadyExists(format!("agent `{id}` in tenant `{t}`")));
+                return Err(ApplyError::AlreadyExists(format!(
+                    "agent `{id}` in tenant `{t}`"
+                )));
             }
             if s.agents.values().any(|a| &a.key_hash == key_hash) {
-                return Err(ApplyError::AlreadyExists("an agent with this key".to_string()));
+                return Err(ApplyError::AlreadyExists(
+                    "an agent with this key".to_string(),
+                ));
             }
             check_room(s, Kind::Agent)?;
             put_one(Entity::Agent(Agent {
@@ -233,7 +273,12 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
             a.revoked_ms = Some(cmd.time_ms);
             put_one(Entity::Agent(a))
         }
-        Op::AddUpstream { tenant: t, name, transport, pinned_tools } => {
+        Op::AddUpstream {
+            tenant: t,
+            name,
+            transport,
+            pinned_tools,
+        } => {
             tenant(s, t)?;
             validate_name("server", name)?;
             match transport {
@@ -264,7 +309,9 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
                 check_hex_digest("tool digest", digest)?;
             }
             if s.upstreams.contains_key(&join_key(&[t, name])) {
-                return Err(ApplyError::AlreadyExists(format!("upstream `{name}` in tenant `{t}`")));
+                return Err(ApplyError::AlreadyExists(format!(
+                    "upstream `{name}` in tenant `{t}`"
+                )));
             }
             check_room(s, Kind::Upstream)?;
             put_one(Entity::Upstream(Upstream {
@@ -276,7 +323,10 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
             }))
         }
         Op::RemoveUpstream { tenant: t, name } => {
-            let key = EntityKey { kind: Kind::Upstream, key: join_key(&[t, name]) };
+            let key = EntityKey {
+                kind: Kind::Upstream,
+                key: join_key(&[t, name]),
+            };
             if !s.upstreams.contains_key(&key.key) {
                 return Err(ApplyError::NotFound(format!(
                     "upstream `{}` in tenant `{}`",
@@ -306,10 +356,17 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
             tn.shadow_version = version.clone();
             put_one(Entity::Tenant(tn))
         }
-        Op::StartRollout { tenant: t, to_version, canary_percent, steps, guard } => {
-            start_rollout(s, cmd, t, to_version, *canary_percent, steps, guard)
-        }
-        Op::AdvanceRollout { tenant: t, canary_percent } => {
+        Op::StartRollout {
+            tenant: t,
+            to_version,
+            canary_percent,
+            steps,
+            guard,
+        } => start_rollout(s, cmd, t, to_version, *canary_percent, steps, guard),
+        Op::AdvanceRollout {
+            tenant: t,
+            canary_percent,
+        } => {
             let mut r = rollout_in(s, t, &[RolloutState::Running])?.clone();
             let next = match canary_percent.or_else(|| r.steps.first().copied()) {
                 Some(p) => p,
@@ -331,8 +388,7 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
             put_one(Entity::Rollout(with_event(r, cmd, "advance", "")))
         }
         Op::PromoteRollout { tenant: t } => {
-            let mut r =
-                rollout_in(s, t, &[RolloutState::Running, RolloutState::Paused])?.clone();
+            let mut r = rollout_in(s, t, &[RolloutState::Running, RolloutState::Paused])?.clone();
             let mut tn = tenant(s, t)?.clone();
             r.state = RolloutState::Promoted;
             r.canary_percent = 100;
@@ -357,21 +413,23 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
         }
         Op::RollbackRollout { tenant: t, reason } => {
             check_text("reason", reason)?;
-            let mut r =
-                rollout_in(s, t, &[RolloutState::Running, RolloutState::Paused])?.clone();
+            let mut r = rollout_in(s, t, &[RolloutState::Running, RolloutState::Paused])?.clone();
             r.state = RolloutState::RolledBack;
             r.canary_percent = 0;
             r.steps.clear();
             put_one(Entity::Rollout(with_event(r, cmd, "rollback", reason)))
         }
-        Op::EngageSwitch { scope, reason, expires_ms } => {
+        Op::EngageSwitch {
+            scope,
+            reason,
+            expires_ms,
+        } => {
             check_scope(scope)?;
             check_text("reason", reason)?;
-            if let Some(e) = expires_ms {
-                if *e <= cmd.time_ms {
+            if let Some(e) = expires_ms
+                && *e <= cmd.time_ms {
                     return Err(invalid("the switch would expire before it is engaged"));
                 }
-            }
             check_room(s, Kind::Switch)?;
             put_one(Entity::Switch(KillSwitch {
                 scope: scope.clone(),
@@ -384,7 +442,10 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
         }
         Op::ReleaseSwitch { scope } => {
             check_scope(scope)?;
-            let key = EntityKey { kind: Kind::Switch, key: scope.key() };
+            let key = EntityKey {
+                kind: Kind::Switch,
+                key: scope.key(),
+            };
             if !s.switches.contains_key(&key.key) {
                 return Err(ApplyError::NotFound(format!("kill switch `{}`", key.key)));
             }
@@ -395,21 +456,48 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
                 .switches
                 .iter()
                 .filter(|(_, w)| w.expires_ms.is_some_and(|e| e <= cmd.time_ms))
-                .map(|(k, _)| Change::Delete { key: EntityKey { kind: Kind::Switch, key: k.clone() } })
+                .map(|(k, _)| Change::Delete {
+                    key: EntityKey {
+                        kind: Kind::Switch,
+                        key: k.clone(),
+                    },
+                })
                 .collect();
             Ok((Response::Swept(changes.len() as u64), changes))
         }
-        Op::SetQuota { scope, calls_per_window, window_secs, cost_budget, period_secs } => {
-            set_quota(s, cmd, scope, *calls_per_window, *window_secs, *cost_budget, *period_secs)
-        }
+        Op::SetQuota {
+            scope,
+            calls_per_window,
+            window_secs,
+            cost_budget,
+            period_secs,
+        } => set_quota(
+            s,
+            cmd,
+            scope,
+            *calls_per_window,
+            *window_secs,
+            *cost_budget,
+            *period_secs,
+        ),
         Op::RemoveQuota { scope } => {
-            let key = EntityKey { kind: Kind::Quota, key: scope.key() };
+            let key = EntityKey {
+                kind: Kind::Quota,
+                key: scope.key(),
+            };
             if !s.quotas.contains_key(&key.key) {
                 return Err(ApplyError::NotFound(format!("quota `{}`", key.key)));
             }
             Ok((Response::Done, vec![Change::Delete { key }]))
         }
-        Op::RequestApproval { tenant: t, agent: a, tool, args_digest, reason, ttl_ms } => {
+        Op::RequestApproval {
+            tenant: t,
+            agent: a,
+            tool,
+            args_digest,
+            reason,
+            ttl_ms,
+        } => {
             agent(s, t, a)?;
             validate_name("tool", tool)?;
             check_hex_digest("args_digest", args_digest)?;
@@ -424,7 +512,10 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
                     && x.expires_ms > cmd.time_ms
             });
             if let Some(x) = live {
-                return Ok((Response::Entity(Box::new(Entity::Approval(x.clone()))), vec![]));
+                return Ok((
+                    Response::Entity(Box::new(Entity::Approval(x.clone()))),
+                    vec![],
+                ));
             }
             let held = s.approvals.values().filter(|x| &x.tenant == t).count();
             if held >= APPROVALS_PER_TENANT_MAX {
@@ -459,14 +550,25 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
                 )));
             }
             if x.expires_ms <= cmd.time_ms {
-                return Err(ApplyError::FailedPrecondition(format!("approval `{id}` has expired")));
+                return Err(ApplyError::FailedPrecondition(format!(
+                    "approval `{id}` has expired"
+                )));
             }
-            x.state = if *approve { ApprovalState::Approved } else { ApprovalState::Denied };
+            x.state = if *approve {
+                ApprovalState::Approved
+            } else {
+                ApprovalState::Denied
+            };
             x.decided_by = Some(cmd.actor.clone());
             x.decided_ms = Some(cmd.time_ms);
             put_one(Entity::Approval(x))
         }
-        Op::ConsumeApproval { tenant: t, agent: a, tool, args_digest } => {
+        Op::ConsumeApproval {
+            tenant: t,
+            agent: a,
+            tool,
+            args_digest,
+        } => {
             let found = s.approvals.values().find(|x| {
                 &x.tenant == t
                     && &x.agent == a
@@ -524,7 +626,10 @@ fn push_policy(s: &State, cmd: &Command, p: &PolicyPackage) -> Handled {
     }
     if let Some(existing) = s.policies.get(&join_key(&[&p.tenant, &p.version])) {
         if existing.sha256 == p.sha256 {
-            return Ok((Response::Entity(Box::new(Entity::Policy(existing.clone()))), vec![]));
+            return Ok((
+                Response::Entity(Box::new(Entity::Policy(existing.clone()))),
+                vec![],
+            ));
         }
         return Err(ApplyError::AlreadyExists(format!(
             "policy version `{}` of tenant `{}` exists with other content; versions are immutable, push a new version",
@@ -553,17 +658,24 @@ fn start_rollout(
     policy(s, t, to_version)?;
     check_percent(canary_percent)?;
     if steps.len() > ROLLOUT_STEPS_MAX {
-        return Err(invalid(format!("at most {ROLLOUT_STEPS_MAX} rollout steps (rollout_steps_max)")));
+        return Err(invalid(format!(
+            "at most {ROLLOUT_STEPS_MAX} rollout steps (rollout_steps_max)"
+        )));
     }
     let mut prev = canary_percent;
     for p in steps {
         check_percent(*p)?;
         if *p <= prev {
-            return Err(invalid("rollout steps must increase and start above the canary percent"));
+            return Err(invalid(
+                "rollout steps must increase and start above the canary percent",
+            ));
         }
         prev = *p;
     }
-    for g in [guard.max_deny_rate_percent, guard.max_error_rate_percent].into_iter().flatten() {
+    for g in [guard.max_deny_rate_percent, guard.max_error_rate_percent]
+        .into_iter()
+        .flatten()
+    {
         check_percent(g)?;
     }
     if tn.policy_version.as_deref() == Some(to_version) {
@@ -684,7 +796,12 @@ fn append_audit(
     let changes = if records.is_empty() {
         vec![]
     } else {
-        vec![Change::Audit { records, head, edge_id: edge_id.to_string(), acked_edge_seq: last }]
+        vec![Change::Audit {
+            records,
+            head,
+            edge_id: edge_id.to_string(),
+            acked_edge_seq: last,
+        }]
     };
     Ok((Response::Audit(result), changes))
 }

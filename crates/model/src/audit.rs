@@ -87,7 +87,10 @@ pub struct AuditHead {
 
 impl Default for AuditHead {
     fn default() -> Self {
-        AuditHead { next_seq: 1, last_hash: GENESIS_HASH.to_string() }
+        AuditHead {
+            next_seq: 1,
+            last_hash: GENESIS_HASH.to_string(),
+        }
     }
 }
 
@@ -126,7 +129,12 @@ pub fn record_hash(
     h.update(prev_hash.as_bytes());
     h.update(seq.to_be_bytes());
     // Serializing a struct of strings and numbers cannot fail; an empty body would still chain.
-    let body = serde_json::to_vec(&Hashed { edge_id, entry, committed_ms }).unwrap_or_default();
+    let body = serde_json::to_vec(&Hashed {
+        edge_id,
+        entry,
+        committed_ms,
+    })
+    .unwrap_or_default();
     h.update(&body);
     hex::encode(h.finalize())
 }
@@ -134,7 +142,9 @@ pub fn record_hash(
 /// Why an export does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
-    #[error("record {seq}: expected sequence number {expected} (a record is missing or out of order)")]
+    #[error(
+        "record {seq}: expected sequence number {expected} (a record is missing or out of order)"
+    )]
     Sequence { seq: u64, expected: u64 },
     #[error("record {seq}: prev_hash does not match the previous record's hash")]
     Link { seq: u64 },
@@ -145,9 +155,9 @@ pub enum ChainError {
 impl ChainError {
     pub fn seq(&self) -> u64 {
         match self {
-            ChainError::Sequence { seq, .. } | ChainError::Link { seq } | ChainError::Content { seq } => {
-                *seq
-            }
+            ChainError::Sequence { seq, .. }
+            | ChainError::Link { seq }
+            | ChainError::Content { seq } => *seq,
         }
     }
 }
@@ -172,16 +182,17 @@ impl ChainVerifier {
     }
 
     pub fn push(&mut self, r: &AuditRecord) -> Result<(), ChainError> {
-        if let Some(expected) = self.expected_seq {
-            if r.seq != expected {
-                return Err(ChainError::Sequence { seq: r.seq, expected });
+        if let Some(expected) = self.expected_seq
+            && r.seq != expected {
+                return Err(ChainError::Sequence {
+                    seq: r.seq,
+                    expected,
+                });
             }
-        }
-        if let Some(prev) = &self.prev_hash {
-            if &r.prev_hash != prev {
+        if let Some(prev) = &self.prev_hash
+            && &r.prev_hash != prev {
                 return Err(ChainError::Link { seq: r.seq });
             }
-        }
         if record_hash(&r.prev_hash, r.seq, &r.edge_id, &r.entry, r.committed_ms) != r.hash {
             return Err(ChainError::Content { seq: r.seq });
         }
@@ -193,7 +204,9 @@ impl ChainVerifier {
 }
 
 /// Verifies a whole export from the genesis record.
-pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<u64, ChainError> {
+pub fn verify_chain<'a>(
+    records: impl IntoIterator<Item = &'a AuditRecord>,
+) -> Result<u64, ChainError> {
     let mut v = ChainVerifier::new(true);
     for r in records {
         v.push(r)?;

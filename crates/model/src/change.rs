@@ -10,10 +10,19 @@ use crate::ids::EdgeId;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "change")]
 pub enum Change {
-    Put { entity: Entity },
-    Delete { key: EntityKey },
+    Put {
+        entity: Entity,
+    },
+    Delete {
+        key: EntityKey,
+    },
     /// Records appended to the audit index, the chain tip after them and the edge's ack.
-    Audit { records: Vec<AuditRecord>, head: AuditHead, edge_id: EdgeId, acked_edge_seq: u64 },
+    Audit {
+        records: Vec<AuditRecord>,
+        head: AuditHead,
+        edge_id: EdgeId,
+        acked_edge_seq: u64,
+    },
 }
 
 impl Change {

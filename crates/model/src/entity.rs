@@ -169,14 +169,29 @@ pub struct Rollout {
 #[serde(rename_all = "snake_case", tag = "scope")]
 pub enum Scope {
     Global,
-    Region { region: String },
-    Tenant { tenant: TenantId },
-    Agent { tenant: TenantId, agent: AgentId },
+    Region {
+        region: String,
+    },
+    Tenant {
+        tenant: TenantId,
+    },
+    Agent {
+        tenant: TenantId,
+        agent: AgentId,
+    },
     /// A tool by name in every tenant.
-    Tool { tool: String },
+    Tool {
+        tool: String,
+    },
     /// A tool by name in one tenant.
-    TenantTool { tenant: TenantId, tool: String },
-    Session { tenant: TenantId, session: String },
+    TenantTool {
+        tenant: TenantId,
+        tool: String,
+    },
+    Session {
+        tenant: TenantId,
+        session: String,
+    },
 }
 
 impl Scope {
@@ -306,5 +321,28 @@ impl Entity {
             Entity::Approval(a) => (Kind::Approval, a.id.clone()),
         };
         EntityKey { kind, key }
+    }
+}
+
+impl Entity {
+    /// The tenant an entity belongs to (`None` for global kill switches and region or
+    /// tool-wide ones).
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Entity::Tenant(t) => Some(&t.id),
+            Entity::Agent(a) => Some(&a.tenant),
+            Entity::Upstream(u) => Some(&u.tenant),
+            Entity::Policy(p) => Some(&p.tenant),
+            Entity::Rollout(r) => Some(&r.tenant),
+            Entity::Switch(s) => match &s.scope {
+                Scope::Tenant { tenant }
+                | Scope::Agent { tenant, .. }
+                | Scope::TenantTool { tenant, .. }
+                | Scope::Session { tenant, .. } => Some(tenant),
+                Scope::Global | Scope::Region { .. } | Scope::Tool { .. } => None,
+            },
+            Entity::Quota(q) => Some(&q.scope.tenant),
+            Entity::Approval(a) => Some(&a.tenant),
+        }
     }
 }

@@ -19,6 +19,12 @@ pub const AUDIT_BATCH_RECORDS_MAX: usize = 4_096;
 pub const AUDIT_RECORD_BYTES_MAX: usize = 16 * 1024;
 /// Most audit records one query returns; callers page with `after_seq`.
 pub const AUDIT_QUERY_RECORDS_MAX: usize = 10_000;
+/// Most index entries one audit query scans before it returns a page and a cursor.
+pub const AUDIT_QUERY_SCAN_MAX: usize = 1_000_000;
+/// Deltas a node keeps so that a reconnecting watcher resumes without a full snapshot.
+pub const WATCH_RECENT_DELTAS_MAX: usize = 4_096;
+/// Events buffered per watcher before a slow watcher is cut off (it reconnects and resumes).
+pub const WATCH_BUFFER_EVENTS_MAX: usize = 1_024;
 /// Snapshot chunk size for Raft `InstallSnapshot`.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 1024 * 1024;
 /// Most roles or labels on one agent.

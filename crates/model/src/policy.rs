@@ -51,11 +51,17 @@ pub fn validate_package(
     })?;
     let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
     if !result.validation_passed() {
-        let lines: Vec<String> =
-            result.validation_errors().map(|e| format!("validation: {e}")).collect();
+        let lines: Vec<String> = result
+            .validation_errors()
+            .map(|e| format!("validation: {e}"))
+            .collect();
         return Err(lines.join("\n"));
     }
-    let entities_src = if entities.trim().is_empty() { "[]" } else { entities };
+    let entities_src = if entities.trim().is_empty() {
+        "[]"
+    } else {
+        entities
+    };
     Entities::from_json_str(entities_src, Some(&schema)).map_err(|e| format!("entities: {e}"))?;
     Ok(ValidPackage {
         policy_count: set.policies().count(),

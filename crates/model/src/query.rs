@@ -28,8 +28,14 @@ impl AuditFilter {
         let e = &r.entry;
         self.tenant.as_ref().is_none_or(|t| &e.tenant == t)
             && self.agent.as_ref().is_none_or(|a| &e.agent == a)
-            && self.session.as_ref().is_none_or(|s| e.session.as_ref() == Some(s))
-            && self.tool.as_ref().is_none_or(|t| e.tool.as_ref() == Some(t))
+            && self
+                .session
+                .as_ref()
+                .is_none_or(|s| e.session.as_ref() == Some(s))
+            && self
+                .tool
+                .as_ref()
+                .is_none_or(|t| e.tool.as_ref() == Some(t))
             && self.decision.is_none_or(|d| e.decision == d)
             && self.since_ms.is_none_or(|s| e.time_ms >= s)
             && self.until_ms.is_none_or(|u| e.time_ms < u)
@@ -41,12 +47,23 @@ impl AuditFilter {
 #[serde(rename_all = "snake_case", tag = "query")]
 pub enum Query {
     /// One entity by kind and key.
-    Get { kind: Kind, key: String },
+    Get {
+        kind: Kind,
+        key: String,
+    },
     /// Entities of a kind, optionally only those of one tenant.
-    List { kind: Kind, tenant: Option<String> },
+    List {
+        kind: Kind,
+        tenant: Option<String>,
+    },
     /// Approvals, optionally filtered by tenant and state.
-    Approvals { tenant: Option<String>, state: Option<ApprovalState> },
-    Audit { filter: AuditFilter },
+    Approvals {
+        tenant: Option<String>,
+        state: Option<ApprovalState>,
+    },
+    Audit {
+        filter: AuditFilter,
+    },
     AuditHead,
 }
 
@@ -55,6 +72,10 @@ pub enum Query {
 pub enum QueryResult {
     Entity(Option<Box<Entity>>),
     Entities(Vec<Entity>),
-    Audit { records: Vec<AuditRecord>, has_more: bool },
+    /// `next_after_seq` is set when more records may match: pass it as `after_seq` to continue.
+    Audit {
+        records: Vec<AuditRecord>,
+        next_after_seq: Option<u64>,
+    },
     AuditHead(AuditHead),
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditHead;
 use crate::change::Change;
 use crate::entity::{
-    Agent, Approval, Entity, EntityKey, Kind, KillSwitch, PolicyPackage, Quota, Rollout, Tenant,
+    Agent, Approval, Entity, EntityKey, KillSwitch, Kind, PolicyPackage, Quota, Rollout, Tenant,
     Upstream,
 };
 use crate::ids::EdgeId;
@@ -94,6 +94,45 @@ impl State {
         }
     }
 
+    /// The entities of one kind, in key order.
+    pub fn entities_of(&self, kind: Kind) -> Vec<Entity> {
+        match kind {
+            Kind::Tenant => self.tenants.values().cloned().map(Entity::Tenant).collect(),
+            Kind::Agent => self.agents.values().cloned().map(Entity::Agent).collect(),
+            Kind::Upstream => self
+                .upstreams
+                .values()
+                .cloned()
+                .map(Entity::Upstream)
+                .collect(),
+            Kind::Policy => self
+                .policies
+                .values()
+                .cloned()
+                .map(Entity::Policy)
+                .collect(),
+            Kind::Rollout => self
+                .rollouts
+                .values()
+                .cloned()
+                .map(Entity::Rollout)
+                .collect(),
+            Kind::Switch => self
+                .switches
+                .values()
+                .cloned()
+                .map(Entity::Switch)
+                .collect(),
+            Kind::Quota => self.quotas.values().cloned().map(Entity::Quota).collect(),
+            Kind::Approval => self
+                .approvals
+                .values()
+                .cloned()
+                .map(Entity::Approval)
+                .collect(),
+        }
+    }
+
     /// Every entity, in kind then key order.
     pub fn entities(&self) -> impl Iterator<Item = Entity> + '_ {
         let t = self.tenants.values().cloned().map(Entity::Tenant);
@@ -104,7 +143,13 @@ impl State {
         let s = self.switches.values().cloned().map(Entity::Switch);
         let q = self.quotas.values().cloned().map(Entity::Quota);
         let ap = self.approvals.values().cloned().map(Entity::Approval);
-        t.chain(a).chain(u).chain(p).chain(r).chain(s).chain(q).chain(ap)
+        t.chain(a)
+            .chain(u)
+            .chain(p)
+            .chain(r)
+            .chain(s)
+            .chain(q)
+            .chain(ap)
     }
 
     /// Applies a change as a replica (an edge, or a node restoring): the same effect apply had.
@@ -114,7 +159,12 @@ impl State {
             Change::Delete { key } => {
                 self.delete(key);
             }
-            Change::Audit { head, edge_id, acked_edge_seq, .. } => {
+            Change::Audit {
+                head,
+                edge_id,
+                acked_edge_seq,
+                ..
+            } => {
                 self.audit_head = head.clone();
                 self.audit_acks.insert(edge_id.clone(), *acked_edge_seq);
             }
@@ -123,6 +173,10 @@ impl State {
 
     /// The state edges need: everything but the audit bookkeeping.
     pub fn edge_view(&self) -> State {
-        State { audit_head: AuditHead::default(), audit_acks: BTreeMap::new(), ..self.clone() }
+        State {
+            audit_head: AuditHead::default(),
+            audit_acks: BTreeMap::new(),
+            ..self.clone()
+        }
     }
 }

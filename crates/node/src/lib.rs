@@ -1,1 +1,175 @@
-//! placeholder
+//! `agentgate-node`: one member of AgentGate's core cluster.
+//!
+//! - [`config`]: static configuration (flags / `AGENTGATE_*`).
+//! - [`app`]: proposals, linearizable reads, membership, queries.
+//! - [`network`] / [`raft_service`]: openraft's transport over tonic, client and server.
+//! - [`admin`] / [`edge_sync`]: the operator and edge gRPC services.
+//! - [`http`]: health and Prometheus metrics.
+//! - [`telemetry`]: logs, metric descriptions, Raft gauges.
+//! - [`clock`]: the only place time is read.
+//!
+//! INVARIANT: every write goes through Raft on the leader, stamped with the leader's time;
+//! followers forward, never apply on their own.
+//! INVARIANT: admin reads and edge freshness confirmations pass a read barrier (the leader's
+//! read index, applied locally) before they answer.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod edge_sync;
+pub mod http;
+pub mod network;
+pub mod raft_service;
+pub mod status;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentgate_model::limits::GRPC_MESSAGE_BYTES_MAX;
+use agentgate_proto::pb::admin_server::AdminServer;
+use agentgate_proto::pb::edge_sync_server::EdgeSyncServer;
+use agentgate_proto::pb::raft_service_server::RaftServiceServer;
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use openraft::BasicNode;
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// What a running node exposes to its caller.
+pub struct Running {
+    pub app: Arc<App>,
+    pub grpc_addr: std::net::SocketAddr,
+    pub http_addr: std::net::SocketAddr,
+}
+
+/// Starts a node on the given listeners and runs it until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http_listener: TcpListener,
+    clock: Arc<dyn Clock>,
+    rng: Box<dyn RngCore + Send>,
+    metrics: PrometheusHandle,
+    on_ready: impl FnOnce(&Running),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let raft_config = Arc::new(config.raft_config().map_err(anyhow::Error::msg)?);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir `{}`", config.data_dir.display()))?;
+    let (log, sm) = agentgate_raft_store::open(&config.data_dir)?;
+    let reader = sm.reader();
+    let committed = log.committed_index();
+    let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
+    let raft = agentgate_raft_store::Raft::new(
+        config.id,
+        raft_config,
+        network::Network { rpc_timeout },
+        log,
+        sm,
+    )
+    .await
+    .context("cannot start raft")?;
+    let app = Arc::new(App::new(
+        config.id,
+        raft.clone(),
+        reader,
+        committed,
+        clock.clone(),
+        config.region.clone(),
+        rpc_timeout,
+        rng,
+    ));
+
+    if let Some(members) = &config.initial_members {
+        if !raft.is_initialized().await? {
+            let advertise = config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| grpc_addr.to_string());
+            let map = members
+                .iter()
+                .map(|(id, addr)| {
+                    (
+                        *id,
+                        BasicNode::new(if *id == config.id {
+                            advertise.clone()
+                        } else {
+                            addr.clone()
+                        }),
+                    )
+                })
+                .collect::<std::collections::BTreeMap<_, _>>();
+            raft.initialize(map)
+                .await
+                .context("cannot initialize the cluster")?;
+            tracing::info!(members = ?members, "initialized the cluster");
+        }
+    }
+
+    let http_task = tokio::spawn(http::serve(http_listener, app.clone(), metrics));
+    let metrics_task = tokio::spawn(telemetry::export_raft_metrics(app.clone()));
+    let sweep_task = tokio::spawn(sweep(app.clone()));
+
+    let grpc_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(
+            RaftServiceServer::new(raft_service::RaftRpc { app: app.clone() })
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+        )
+        .add_service(
+            AdminServer::new(admin::AdminRpc { app: app.clone() })
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+        )
+        .add_service(
+            EdgeSyncServer::new(edge_sync::EdgeSyncRpc { app: app.clone() })
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+        );
+    let running = Running {
+        app: app.clone(),
+        grpc_addr,
+        http_addr,
+    };
+    on_ready(&running);
+    tracing::info!(id = config.id, %grpc_addr, %http_addr, region = %config.region, "node started");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let served = grpc_server
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    tracing::info!("shutting down");
+    sweep_task.abort();
+    metrics_task.abort();
+    http_task.abort();
+    let _ = raft.shutdown().await;
+    served.context("grpc server failed")
+}
+
+/// On the leader, proposes sweeps of expired kill switches and approvals when any are due.
+async fn sweep(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if app.raft.metrics().borrow().current_leader != Some(app.id) {
+            continue;
+        }
+        for op in app.due_sweeps(app.clock.now_ms()) {
+            if let Err(e) = app.propose_local(op, "system".into()).await {
+                tracing::warn!(error = %e, "sweep failed");
+            }
+        }
+    }
+}

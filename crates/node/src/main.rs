@@ -1,1 +1,85 @@
-fn main() {}
+//! `agentgate-node`: parse configuration, bind listeners, run until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agentgate_node::clock::SystemClock;
+use agentgate_node::config::Config;
+use clap::Parser;
+use rand::SeedableRng;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(e) = config.validate() {
+        eprintln!("agentgate-node: invalid configuration: {e}");
+        return ExitCode::from(3);
+    }
+    if config.validate_only {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    agentgate_node::telemetry::init_logs(&config.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentgate-node: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agentgate-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = agentgate_node::telemetry::init_metrics().map_err(anyhow::Error::msg)?;
+    let grpc = tokio::net::TcpListener::bind(config.listen).await?;
+    let http = tokio::net::TcpListener::bind(config.http_listen).await?;
+    let rng = Box::new(rand::rngs::StdRng::from_os_rng());
+    let id = config.id;
+    agentgate_node::run(
+        config,
+        grpc,
+        http,
+        Arc::new(SystemClock),
+        rng,
+        metrics,
+        |r| {
+            // One line on stdout that scripts and tests read to find the bound ports.
+            println!(
+                "agentgate-node id={id} grpc={} http={}",
+                r.grpc_addr, r.http_addr
+            );
+        },
+        shutdown_signal(),
+    )
+    .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -6,7 +6,11 @@ use super::*;
 use crate::audit::{AuditEntry, Decision, verify_chain};
 
 fn cmd(time_ms: u64, op: Op) -> Command {
-    Command { time_ms, actor: "ops".into(), op }
+    Command {
+        time_ms,
+        actor: "ops".into(),
+        op,
+    }
 }
 
 fn ok(s: &mut State, time_ms: u64, op: Op) -> Response {
@@ -19,7 +23,13 @@ fn err(s: &mut State, op: Op) -> ApplyError {
     let a = apply(s, &cmd(1, op));
     assert!(a.changes.is_empty());
     // INVARIANT under test: a rejected command changes nothing but the revision.
-    assert_eq!(State { revision: before.revision + 1, ..before }, *s);
+    assert_eq!(
+        State {
+            revision: before.revision + 1,
+            ..before
+        },
+        *s
+    );
     a.result.unwrap_err()
 }
 
@@ -28,7 +38,14 @@ const H2: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 
 fn tenant_with_agent() -> State {
     let mut s = State::default();
-    ok(&mut s, 1, Op::CreateTenant { id: "t".into(), stale_allow_read_only: false });
+    ok(
+        &mut s,
+        1,
+        Op::CreateTenant {
+            id: "t".into(),
+            stale_allow_read_only: false,
+        },
+    );
     ok(
         &mut s,
         1,
@@ -82,8 +99,26 @@ fn entry(edge_seq: u64) -> AuditEntry {
 #[test]
 fn every_command_bumps_the_revision() {
     let mut s = State::default();
-    apply(&mut s, &cmd(1, Op::CreateTenant { id: "t".into(), stale_allow_read_only: false }));
-    apply(&mut s, &cmd(1, Op::CreateTenant { id: "t".into(), stale_allow_read_only: false }));
+    apply(
+        &mut s,
+        &cmd(
+            1,
+            Op::CreateTenant {
+                id: "t".into(),
+                stale_allow_read_only: false,
+            },
+        ),
+    );
+    apply(
+        &mut s,
+        &cmd(
+            1,
+            Op::CreateTenant {
+                id: "t".into(),
+                stale_allow_read_only: false,
+            },
+        ),
+    );
     assert_eq!(s.revision, 2);
 }
 
@@ -91,11 +126,23 @@ fn every_command_bumps_the_revision() {
 fn tenants_and_agents() {
     let mut s = tenant_with_agent();
     assert!(matches!(
-        err(&mut s, Op::CreateTenant { id: "t".into(), stale_allow_read_only: false }),
+        err(
+            &mut s,
+            Op::CreateTenant {
+                id: "t".into(),
+                stale_allow_read_only: false
+            }
+        ),
         ApplyError::AlreadyExists(_)
     ));
     assert!(matches!(
-        err(&mut s, Op::CreateTenant { id: "a/b".into(), stale_allow_read_only: false }),
+        err(
+            &mut s,
+            Op::CreateTenant {
+                id: "a/b".into(),
+                stale_allow_read_only: false
+            }
+        ),
         ApplyError::InvalidArgument(_)
     ));
     let no_tenant = Op::CreateAgent {
@@ -113,7 +160,10 @@ fn tenants_and_agents() {
         labels: BTreeMap::new(),
         key_hash: "plaintext-key".into(),
     };
-    assert!(matches!(err(&mut s, bad_hash), ApplyError::InvalidArgument(_)));
+    assert!(matches!(
+        err(&mut s, bad_hash),
+        ApplyError::InvalidArgument(_)
+    ));
     let same_key = Op::CreateAgent {
         tenant: "t".into(),
         id: "x".into(),
@@ -121,8 +171,18 @@ fn tenants_and_agents() {
         labels: BTreeMap::new(),
         key_hash: H.into(),
     };
-    assert!(matches!(err(&mut s, same_key), ApplyError::AlreadyExists(_)));
-    ok(&mut s, 5, Op::RevokeAgent { tenant: "t".into(), id: "bot".into() });
+    assert!(matches!(
+        err(&mut s, same_key),
+        ApplyError::AlreadyExists(_)
+    ));
+    ok(
+        &mut s,
+        5,
+        Op::RevokeAgent {
+            tenant: "t".into(),
+            id: "bot".into(),
+        },
+    );
     assert_eq!(s.agents["t/bot"].revoked_ms, Some(5));
 }
 
@@ -137,23 +197,52 @@ fn policy_versions_are_immutable_and_digest_checked() {
     let a = apply(&mut s, &cmd(4, Op::PushPolicy { package: p.clone() }));
     assert!(a.result.is_ok() && a.changes.is_empty());
     let other = package("v1", "forbid(principal, action, resource);");
-    assert!(matches!(err(&mut s, Op::PushPolicy { package: other }), ApplyError::AlreadyExists(_)));
+    assert!(matches!(
+        err(&mut s, Op::PushPolicy { package: other }),
+        ApplyError::AlreadyExists(_)
+    ));
     let mut tampered = package("v2", "permit(principal, action, resource);");
     tampered.policies.push(' ');
     assert!(matches!(
         err(&mut s, Op::PushPolicy { package: tampered }),
         ApplyError::InvalidArgument(_)
     ));
-    ok(&mut s, 5, Op::ActivatePolicy { tenant: "t".into(), version: "v1".into() });
+    ok(
+        &mut s,
+        5,
+        Op::ActivatePolicy {
+            tenant: "t".into(),
+            version: "v1".into(),
+        },
+    );
     assert_eq!(s.tenants["t"].policy_version.as_deref(), Some("v1"));
 }
 
 #[test]
 fn rollout_lifecycle() {
     let mut s = tenant_with_agent();
-    ok(&mut s, 1, Op::PushPolicy { package: package("v1", "permit(principal, action, resource);") });
-    ok(&mut s, 1, Op::PushPolicy { package: package("v2", "forbid(principal, action, resource);") });
-    ok(&mut s, 1, Op::ActivatePolicy { tenant: "t".into(), version: "v1".into() });
+    ok(
+        &mut s,
+        1,
+        Op::PushPolicy {
+            package: package("v1", "permit(principal, action, resource);"),
+        },
+    );
+    ok(
+        &mut s,
+        1,
+        Op::PushPolicy {
+            package: package("v2", "forbid(principal, action, resource);"),
+        },
+    );
+    ok(
+        &mut s,
+        1,
+        Op::ActivatePolicy {
+            tenant: "t".into(),
+            version: "v1".into(),
+        },
+    );
     let start = Op::StartRollout {
         tenant: "t".into(),
         to_version: "v2".into(),
@@ -162,24 +251,64 @@ fn rollout_lifecycle() {
         guard: RolloutGuard::default(),
     };
     ok(&mut s, 2, start.clone());
-    assert!(matches!(err(&mut s, start), ApplyError::FailedPrecondition(_)));
     assert!(matches!(
-        err(&mut s, Op::ActivatePolicy { tenant: "t".into(), version: "v2".into() }),
+        err(&mut s, start),
         ApplyError::FailedPrecondition(_)
     ));
-    ok(&mut s, 3, Op::AdvanceRollout { tenant: "t".into(), canary_percent: None });
+    assert!(matches!(
+        err(
+            &mut s,
+            Op::ActivatePolicy {
+                tenant: "t".into(),
+                version: "v2".into()
+            }
+        ),
+        ApplyError::FailedPrecondition(_)
+    ));
+    ok(
+        &mut s,
+        3,
+        Op::AdvanceRollout {
+            tenant: "t".into(),
+            canary_percent: None,
+        },
+    );
     assert_eq!(s.rollouts["t"].canary_percent, 50);
     assert_eq!(s.rollouts["t"].steps, vec![100]);
-    ok(&mut s, 4, Op::PauseRollout { tenant: "t".into(), reason: "looking".into() });
+    ok(
+        &mut s,
+        4,
+        Op::PauseRollout {
+            tenant: "t".into(),
+            reason: "looking".into(),
+        },
+    );
     assert!(matches!(
-        err(&mut s, Op::AdvanceRollout { tenant: "t".into(), canary_percent: None }),
+        err(
+            &mut s,
+            Op::AdvanceRollout {
+                tenant: "t".into(),
+                canary_percent: None
+            }
+        ),
         ApplyError::FailedPrecondition(_)
     ));
     ok(&mut s, 5, Op::ResumeRollout { tenant: "t".into() });
-    ok(&mut s, 6, Op::RollbackRollout { tenant: "t".into(), reason: "guard".into() });
+    ok(
+        &mut s,
+        6,
+        Op::RollbackRollout {
+            tenant: "t".into(),
+            reason: "guard".into(),
+        },
+    );
     assert_eq!(s.rollouts["t"].state, RolloutState::RolledBack);
     assert_eq!(s.tenants["t"].policy_version.as_deref(), Some("v1"));
-    let actions: Vec<_> = s.rollouts["t"].history.iter().map(|e| e.action.as_str()).collect();
+    let actions: Vec<_> = s.rollouts["t"]
+        .history
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
     assert_eq!(actions, ["start", "advance", "pause", "resume", "rollback"]);
     // A new rollout after rollback, then promote.
     ok(
@@ -201,16 +330,53 @@ fn rollout_lifecycle() {
 fn switches_engage_release_and_expire_by_command_time() {
     let mut s = State::default();
     let scope = Scope::Tenant { tenant: "t".into() };
-    ok(&mut s, 100, Op::EngageSwitch { scope: scope.clone(), reason: "r".into(), expires_ms: Some(200) });
-    ok(&mut s, 100, Op::EngageSwitch { scope: Scope::Global, reason: "g".into(), expires_ms: None });
+    ok(
+        &mut s,
+        100,
+        Op::EngageSwitch {
+            scope: scope.clone(),
+            reason: "r".into(),
+            expires_ms: Some(200),
+        },
+    );
+    ok(
+        &mut s,
+        100,
+        Op::EngageSwitch {
+            scope: Scope::Global,
+            reason: "g".into(),
+            expires_ms: None,
+        },
+    );
     assert_eq!(s.switches["tenant/t"].engaged_revision, 1);
     assert_eq!(ok(&mut s, 150, Op::ExpireSwitches), Response::Swept(0));
     assert_eq!(ok(&mut s, 200, Op::ExpireSwitches), Response::Swept(1));
     assert!(!s.switches.contains_key("tenant/t"));
-    ok(&mut s, 300, Op::ReleaseSwitch { scope: Scope::Global });
-    assert!(matches!(err(&mut s, Op::ReleaseSwitch { scope: Scope::Global }), ApplyError::NotFound(_)));
+    ok(
+        &mut s,
+        300,
+        Op::ReleaseSwitch {
+            scope: Scope::Global,
+        },
+    );
     assert!(matches!(
-        err(&mut s, Op::EngageSwitch { scope: Scope::Global, reason: String::new(), expires_ms: Some(1) }),
+        err(
+            &mut s,
+            Op::ReleaseSwitch {
+                scope: Scope::Global
+            }
+        ),
+        ApplyError::NotFound(_)
+    ));
+    assert!(matches!(
+        err(
+            &mut s,
+            Op::EngageSwitch {
+                scope: Scope::Global,
+                reason: String::new(),
+                expires_ms: Some(1)
+            }
+        ),
         ApplyError::InvalidArgument(_)
     ));
 }
@@ -226,10 +392,16 @@ fn approvals_are_single_use_and_bound_to_the_call() {
         reason: "destructive".into(),
         ttl_ms: Some(1_000),
     };
-    let Response::Entity(e) = ok(&mut s, 10, req.clone()) else { panic!() };
-    let Entity::Approval(first) = *e else { panic!() };
+    let Response::Entity(e) = ok(&mut s, 10, req.clone()) else {
+        panic!()
+    };
+    let Entity::Approval(first) = *e else {
+        panic!()
+    };
     // Retrying the same call returns the same pending request.
-    let Response::Entity(e) = ok(&mut s, 11, req) else { panic!() };
+    let Response::Entity(e) = ok(&mut s, 11, req) else {
+        panic!()
+    };
     assert_eq!(e.key().key, first.id);
     let consume = |digest: &str| Op::ConsumeApproval {
         tenant: "t".into(),
@@ -237,12 +409,28 @@ fn approvals_are_single_use_and_bound_to_the_call() {
         tool: "rm".into(),
         args_digest: digest.into(),
     };
-    assert!(matches!(err(&mut s, consume(H)), ApplyError::FailedPrecondition(_)));
-    ok(&mut s, 12, Op::DecideApproval { id: first.id.clone(), approve: true });
-    assert!(matches!(err(&mut s, consume(H2)), ApplyError::FailedPrecondition(_)));
+    assert!(matches!(
+        err(&mut s, consume(H)),
+        ApplyError::FailedPrecondition(_)
+    ));
+    ok(
+        &mut s,
+        12,
+        Op::DecideApproval {
+            id: first.id.clone(),
+            approve: true,
+        },
+    );
+    assert!(matches!(
+        err(&mut s, consume(H2)),
+        ApplyError::FailedPrecondition(_)
+    ));
     ok(&mut s, 13, consume(H));
     assert_eq!(s.approvals[&first.id].state, ApprovalState::Consumed);
-    assert!(matches!(err(&mut s, consume(H)), ApplyError::FailedPrecondition(_)));
+    assert!(matches!(
+        err(&mut s, consume(H)),
+        ApplyError::FailedPrecondition(_)
+    ));
 }
 
 #[test]
@@ -261,8 +449,20 @@ fn approvals_expire() {
         },
     );
     let id = s.approvals.keys().next().unwrap().clone();
-    let late = apply(&mut s, &cmd(15, Op::DecideApproval { id: id.clone(), approve: true }));
-    assert!(matches!(late.result, Err(ApplyError::FailedPrecondition(_))));
+    let late = apply(
+        &mut s,
+        &cmd(
+            15,
+            Op::DecideApproval {
+                id: id.clone(),
+                approve: true,
+            },
+        ),
+    );
+    assert!(matches!(
+        late.result,
+        Err(ApplyError::FailedPrecondition(_))
+    ));
     assert_eq!(ok(&mut s, 15, Op::ExpireApprovals), Response::Swept(1));
     assert_eq!(s.approvals[&id].state, ApprovalState::Expired);
 }
@@ -270,14 +470,48 @@ fn approvals_expire() {
 #[test]
 fn audit_appends_chain_and_deduplicate() {
     let mut s = State::default();
-    let a = apply(&mut s, &cmd(1, Op::AppendAudit { edge_id: "e1".into(), records: vec![entry(1), entry(2)] }));
-    let Ok(Response::Audit(r)) = a.result.clone() else { panic!() };
-    assert_eq!((r.appended, r.first_seq, r.last_seq, r.acked_edge_seq), (2, Some(1), Some(2), 2));
+    let a = apply(
+        &mut s,
+        &cmd(
+            1,
+            Op::AppendAudit {
+                edge_id: "e1".into(),
+                records: vec![entry(1), entry(2)],
+            },
+        ),
+    );
+    let Ok(Response::Audit(r)) = a.result.clone() else {
+        panic!()
+    };
+    assert_eq!(
+        (r.appended, r.first_seq, r.last_seq, r.acked_edge_seq),
+        (2, Some(1), Some(2), 2)
+    );
     // A retried batch overlapping the first is deduplicated by (edge, edge_seq).
-    let b = apply(&mut s, &cmd(2, Op::AppendAudit { edge_id: "e1".into(), records: vec![entry(2), entry(3)] }));
-    let Ok(Response::Audit(r)) = b.result.clone() else { panic!() };
+    let b = apply(
+        &mut s,
+        &cmd(
+            2,
+            Op::AppendAudit {
+                edge_id: "e1".into(),
+                records: vec![entry(2), entry(3)],
+            },
+        ),
+    );
+    let Ok(Response::Audit(r)) = b.result.clone() else {
+        panic!()
+    };
     assert_eq!((r.appended, r.duplicates, r.first_seq), (1, 1, Some(3)));
-    let c = apply(&mut s, &cmd(3, Op::AppendAudit { edge_id: "e2".into(), records: vec![entry(1)] }));
+    let c = apply(
+        &mut s,
+        &cmd(
+            3,
+            Op::AppendAudit {
+                edge_id: "e2".into(),
+                records: vec![entry(1)],
+            },
+        ),
+    );
     let mut all = Vec::new();
     for x in [a, b, c] {
         for ch in x.changes {
@@ -304,7 +538,13 @@ fn audit_appends_chain_and_deduplicate() {
 #[test]
 fn audit_batches_out_of_order_are_rejected() {
     let mut s = State::default();
-    let e = err(&mut s, Op::AppendAudit { edge_id: "e1".into(), records: vec![entry(3), entry(2)] });
+    let e = err(
+        &mut s,
+        Op::AppendAudit {
+            edge_id: "e1".into(),
+            records: vec![entry(3), entry(2)],
+        },
+    );
     assert!(matches!(e, ApplyError::InvalidArgument(_)));
 }
 
@@ -314,13 +554,27 @@ fn arb_op() -> impl Strategy<Value = Op> {
     let digest = prop::sample::select(vec![H, H2, "zz"]).prop_map(String::from);
     let version = prop::sample::select(vec!["v1", "v2"]);
     prop_oneof![
-        tenant.clone().prop_map(|id| Op::CreateTenant { id, stale_allow_read_only: false }),
+        tenant.clone().prop_map(|id| Op::CreateTenant {
+            id,
+            stale_allow_read_only: false
+        }),
         (tenant.clone(), agent.clone(), digest.clone()).prop_map(|(tenant, id, key_hash)| {
-            Op::CreateAgent { tenant, id, roles: vec![], labels: BTreeMap::new(), key_hash }
+            Op::CreateAgent {
+                tenant,
+                id,
+                roles: vec![],
+                labels: BTreeMap::new(),
+                key_hash,
+            }
         }),
         (tenant.clone(), agent.clone()).prop_map(|(tenant, id)| Op::RevokeAgent { tenant, id }),
-        version.clone().prop_map(|v| Op::PushPolicy { package: package(v, "permit(principal, action, resource);") }),
-        (tenant.clone(), version.clone()).prop_map(|(tenant, v)| Op::ActivatePolicy { tenant, version: v.into() }),
+        version.clone().prop_map(|v| Op::PushPolicy {
+            package: package(v, "permit(principal, action, resource);")
+        }),
+        (tenant.clone(), version.clone()).prop_map(|(tenant, v)| Op::ActivatePolicy {
+            tenant,
+            version: v.into()
+        }),
         (tenant.clone(), version, 0u8..120).prop_map(|(tenant, v, p)| Op::StartRollout {
             tenant,
             to_version: v.into(),
@@ -328,29 +582,55 @@ fn arb_op() -> impl Strategy<Value = Op> {
             steps: vec![],
             guard: RolloutGuard::default()
         }),
-        tenant.clone().prop_map(|tenant| Op::PromoteRollout { tenant }),
-        tenant.clone().prop_map(|tenant| Op::RollbackRollout { tenant, reason: String::new() }),
-        (tenant.clone(), prop::option::of(0u64..50)).prop_map(|(tenant, expires_ms)| Op::EngageSwitch {
-            scope: Scope::Tenant { tenant },
-            reason: String::new(),
-            expires_ms
+        tenant
+            .clone()
+            .prop_map(|tenant| Op::PromoteRollout { tenant }),
+        tenant.clone().prop_map(|tenant| Op::RollbackRollout {
+            tenant,
+            reason: String::new()
         }),
-        tenant.clone().prop_map(|tenant| Op::ReleaseSwitch { scope: Scope::Tenant { tenant } }),
+        (tenant.clone(), prop::option::of(0u64..50)).prop_map(|(tenant, expires_ms)| {
+            Op::EngageSwitch {
+                scope: Scope::Tenant { tenant },
+                reason: String::new(),
+                expires_ms,
+            }
+        }),
+        tenant.clone().prop_map(|tenant| Op::ReleaseSwitch {
+            scope: Scope::Tenant { tenant }
+        }),
         Just(Op::ExpireSwitches),
         (tenant.clone(), agent.clone(), digest.clone()).prop_map(|(tenant, agent, args_digest)| {
-            Op::RequestApproval { tenant, agent, tool: "rm".into(), args_digest, reason: String::new(), ttl_ms: Some(20) }
+            Op::RequestApproval {
+                tenant,
+                agent,
+                tool: "rm".into(),
+                args_digest,
+                reason: String::new(),
+                ttl_ms: Some(20),
+            }
         }),
-        (0u64..40, any::<bool>()).prop_map(|(r, approve)| Op::DecideApproval { id: format!("apr-{r}"), approve }),
-        (tenant.clone(), agent.clone(), digest).prop_map(|(tenant, agent, args_digest)| Op::ConsumeApproval {
-            tenant,
-            agent,
-            tool: "rm".into(),
-            args_digest
+        (0u64..40, any::<bool>()).prop_map(|(r, approve)| Op::DecideApproval {
+            id: format!("apr-{r}"),
+            approve
+        }),
+        (tenant.clone(), agent.clone(), digest).prop_map(|(tenant, agent, args_digest)| {
+            Op::ConsumeApproval {
+                tenant,
+                agent,
+                tool: "rm".into(),
+                args_digest,
+            }
         }),
         Just(Op::ExpireApprovals),
-        (prop::sample::select(vec!["e1", "e2"]), 0u64..10, 1usize..4).prop_map(|(edge, from, n)| {
-            Op::AppendAudit { edge_id: edge.into(), records: (from..from + n as u64).map(entry).collect() }
-        }),
+        (prop::sample::select(vec!["e1", "e2"]), 0u64..10, 1usize..4).prop_map(
+            |(edge, from, n)| {
+                Op::AppendAudit {
+                    edge_id: edge.into(),
+                    records: (from..from + n as u64).map(entry).collect(),
+                }
+            }
+        ),
     ]
 }
 

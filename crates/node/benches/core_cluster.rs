@@ -1,0 +1,207 @@
+//! Core cluster benchmark on real processes: a local 3-node cluster on 127.0.0.1.
+//!
+//! 1. Commit latency of a single kill-switch write (sequential, one in flight), through the
+//!    leader and through a follower (forwarded).
+//! 2. Audit append throughput in batches of 1,000 records from concurrent edges, with the
+//!    acknowledgement latency of each batch.
+//!
+//! Run: `cargo bench --workspace --bench core_cluster` (release build). Prints a table and
+//! writes `$CARGO_TARGET_DIR/bench-results/core_cluster.json`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![allow(clippy::disallowed_methods)] // a benchmark measures wall time
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use agentgate_model::Op;
+use agentgate_model::audit::{AuditEntry, Decision};
+use agentgate_model::entity::Scope;
+use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
+use agentgate_proto::pb::{AppendAuditRequest, ProposeRequest};
+use common::Cluster;
+
+const SWITCH_WRITES: usize = 2_000;
+const AUDIT_EDGES: usize = 8;
+const AUDIT_BATCHES_PER_EDGE: usize = 40;
+const AUDIT_BATCH: usize = 1_000;
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut v: Vec<Duration>) -> serde_json::Value {
+    v.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "{name:<34} n={:<6} p50={:>8.0}µs p90={:>8.0}µs p99={:>8.0}µs max={:>8.0}µs",
+        v.len(),
+        us(pct(&v, 0.5)),
+        us(pct(&v, 0.9)),
+        us(pct(&v, 0.99)),
+        us(*v.last().unwrap())
+    );
+    serde_json::json!({
+        "n": v.len(), "p50_us": us(pct(&v, 0.5)), "p90_us": us(pct(&v, 0.9)),
+        "p99_us": us(pct(&v, 0.99)), "max_us": us(*v.last().unwrap()),
+    })
+}
+
+async fn switch_latency(c: &Cluster, via: u64) -> Vec<Duration> {
+    let mut client = c.client(via).await;
+    let mut out = Vec::with_capacity(SWITCH_WRITES);
+    for i in 0..SWITCH_WRITES {
+        let op = Op::EngageSwitch {
+            scope: Scope::Session {
+                tenant: "bench".into(),
+                session: format!("s{}", i % 64),
+            },
+            reason: "bench".into(),
+            expires_ms: None,
+        };
+        let req = ProposeRequest {
+            op_json: serde_json::to_vec(&op).unwrap(),
+            actor: "bench".into(),
+        };
+        let t = Instant::now();
+        client.propose(req).await.unwrap();
+        out.push(t.elapsed());
+    }
+    out
+}
+
+fn entry(edge_seq: u64) -> AuditEntry {
+    AuditEntry {
+        edge_seq,
+        time_ms: 1_700_000_000_000 + edge_seq,
+        tenant: "bench".into(),
+        agent: format!("agent-{}", edge_seq % 16),
+        session: Some(format!("s-{}", edge_seq % 256)),
+        method: "tools/call".into(),
+        tool: Some(format!("tool-{}", edge_seq % 8)),
+        args_digest: Some("ab".repeat(32)),
+        decision: if edge_seq % 10 == 0 {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        },
+        reason: String::new(),
+        policy_version: Some("v1".into()),
+        policy_ids: vec!["policy0".into()],
+        shadow_decision: None,
+        latency_us: 25,
+        upstream_status: Some(200),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+    }
+}
+
+async fn audit_throughput(c: &Cluster) -> (f64, Vec<Duration>) {
+    let ids = c.ids();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for e in 0..AUDIT_EDGES {
+        let addr = c.node(ids[e % ids.len()]).grpc.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = EdgeSyncClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap()
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20);
+            let mut lat = Vec::new();
+            for b in 0..AUDIT_BATCHES_PER_EDGE {
+                let first = (b * AUDIT_BATCH) as u64 + 1;
+                let records: Vec<AuditEntry> =
+                    (first..first + AUDIT_BATCH as u64).map(entry).collect();
+                let req = AppendAuditRequest {
+                    edge_id: format!("bench-edge-{e}"),
+                    records_json: serde_json::to_vec(&records).unwrap(),
+                };
+                let t = Instant::now();
+                let r = client.append_audit(req).await.unwrap().into_inner();
+                lat.push(t.elapsed());
+                assert_eq!(r.appended, AUDIT_BATCH as u64);
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (
+        (AUDIT_EDGES * AUDIT_BATCHES_PER_EDGE * AUDIT_BATCH) as f64 / secs,
+        lat,
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter that does not name us means skip.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !args.is_empty() && !args.iter().any(|a| "core_cluster".contains(a.as_str())) {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = Cluster::start_initialized(3, &["--snapshot-logs", "100000"]).await;
+        let leader = c.wait_for_leader(&[1, 2, 3]).await;
+        let follower = c.ids().into_iter().find(|i| *i != leader).unwrap();
+        c.propose(
+            leader,
+            &Op::CreateTenant {
+                id: "bench".into(),
+                stale_allow_read_only: false,
+            },
+        )
+        .await
+        .unwrap();
+        println!(
+            "core_cluster: 3 nodes on 127.0.0.1, {} cores",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        // Warm up connections and RocksDB.
+        let _ = switch_latency(&c, leader).await;
+        let via_leader = summary(
+            "kill-switch commit via leader",
+            switch_latency(&c, leader).await,
+        );
+        let via_follower = summary(
+            "kill-switch commit via follower",
+            switch_latency(&c, follower).await,
+        );
+        let (rate, lat) = audit_throughput(&c).await;
+        println!(
+            "audit append: {rate:.0} records/s ({AUDIT_EDGES} edges, batches of {AUDIT_BATCH})"
+        );
+        let ack = summary("audit batch ack (1,000 records)", lat);
+        let out = serde_json::json!({
+            "kill_switch_commit_via_leader": via_leader,
+            "kill_switch_commit_via_follower": via_follower,
+            "audit_records_per_sec": rate,
+            "audit_batch_ack": ack,
+        });
+        let dir = std::path::PathBuf::from(
+            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()),
+        )
+        .join("bench-results");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("core_cluster.json"),
+            serde_json::to_string_pretty(&out).unwrap(),
+        )
+        .unwrap();
+    });
+}

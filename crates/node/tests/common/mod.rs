@@ -1,0 +1,262 @@
+//! Real `agentgate-node` processes on 127.0.0.1 for end-to-end tests.
+//!
+//! Nodes bind port 0 and print their addresses; a restarted node reuses its gRPC address (its
+//! peers know it by that address). Every wait polls a condition under a deadline; nothing sleeps
+//! to synchronise. Dropping a `Cluster` kills every process it started.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentgate_model::Op;
+use agentgate_model::query::{Query, QueryResult};
+use agentgate_proto::pb::admin_client::AdminClient;
+use agentgate_proto::pb::{
+    ClusterStatus, InitClusterRequest, NodeAddr, ProposeReply, ProposeRequest, QueryRequest,
+    StatusRequest,
+};
+use tempfile::TempDir;
+use tonic::transport::Channel;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct NodeProc {
+    pub id: u64,
+    pub grpc: String,
+    pub http: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl NodeProc {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct Cluster {
+    _dir: TempDir,
+    pub nodes: Vec<NodeProc>,
+}
+
+fn spawn(id: u64, listen: &str, data_dir: &PathBuf, extra: &[String]) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate-node"))
+        .args([
+            "--id",
+            &id.to_string(),
+            "--listen",
+            listen,
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--log-format",
+            "text",
+            "--heartbeat-ms",
+            "50",
+            "--election-timeout-ms",
+            "300",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn agentgate-node");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read startup line");
+    // agentgate-node id=1 grpc=127.0.0.1:X http=127.0.0.1:Y
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in startup line {line:?}"))
+            .to_string()
+    };
+    (child, field("grpc="), field("http="))
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n), not yet initialized.
+    pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        let dir = TempDir::new().unwrap();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let nodes = (1..=n)
+            .map(|id| {
+                let data_dir = dir.path().join(format!("node{id}"));
+                let (child, grpc, http) = spawn(id, "127.0.0.1:0", &data_dir, &extra);
+                NodeProc {
+                    id,
+                    grpc,
+                    http,
+                    data_dir,
+                    child: Some(child),
+                    extra: extra.clone(),
+                }
+            })
+            .collect();
+        Cluster { _dir: dir, nodes }
+    }
+
+    /// Starts `n` nodes and initializes them as one cluster through node 1.
+    pub async fn start_initialized(n: u64, extra: &[&str]) -> Cluster {
+        let c = Cluster::start(n, extra);
+        let members = c
+            .nodes
+            .iter()
+            .map(|p| NodeAddr {
+                id: p.id,
+                addr: p.grpc.clone(),
+            })
+            .collect();
+        c.client(1)
+            .await
+            .init_cluster(InitClusterRequest { members })
+            .await
+            .unwrap();
+        c.wait_for_leader(&c.ids()).await;
+        c
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProc {
+        self.nodes.iter().find(|n| n.id == id).expect("node id")
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut NodeProc {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("node id")
+    }
+
+    pub async fn client(&self, id: u64) -> AdminClient<Channel> {
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{}", self.node(id).grpc))
+            .unwrap()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(2));
+        AdminClient::new(ep.connect_lazy())
+    }
+
+    pub async fn status(&self, id: u64) -> Option<ClusterStatus> {
+        self.client(id)
+            .await
+            .status(StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// Waits until every listed node agrees on one leader among them; returns it.
+    pub async fn wait_for_leader(&self, among: &[u64]) -> u64 {
+        let start = Instant::now();
+        loop {
+            let mut leaders = Vec::new();
+            for id in among {
+                leaders.push(self.status(*id).await.and_then(|s| s.leader_id));
+            }
+            if let Some(Some(l)) = leaders.first() {
+                if among.contains(l) && leaders.iter().all(|x| x == &Some(*l)) {
+                    return *l;
+                }
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no agreed leader among {among:?}: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kill(&mut self, id: u64) {
+        let n = self.node_mut(id);
+        if let Some(mut c) = n.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Restarts a killed node on its old address and data dir.
+    pub fn restart(&mut self, id: u64) {
+        let n = self.node_mut(id);
+        assert!(n.child.is_none(), "node {id} is running");
+        let (child, grpc, http) = spawn(id, &n.grpc.clone(), &n.data_dir, &n.extra);
+        assert_eq!(grpc, n.grpc);
+        n.child = Some(child);
+        n.http = http;
+    }
+
+    /// Proposes an op through node `via`, retrying while leadership settles.
+    pub async fn propose(&self, via: u64, op: &Op) -> Result<ProposeReply, tonic::Status> {
+        let op_json = serde_json::to_vec(op).unwrap();
+        let start = Instant::now();
+        loop {
+            let r = self
+                .client(via)
+                .await
+                .propose(ProposeRequest {
+                    op_json: op_json.clone(),
+                    actor: "test".into(),
+                })
+                .await;
+            match r {
+                Err(s) if s.code() == tonic::Code::Unavailable && start.elapsed() < DEADLINE => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => return r.map(|r| r.into_inner()),
+            }
+        }
+    }
+
+    pub async fn query(&self, via: u64, q: &Query) -> Result<(u64, QueryResult), tonic::Status> {
+        let query_json = serde_json::to_vec(q).unwrap();
+        let start = Instant::now();
+        loop {
+            let r = self
+                .client(via)
+                .await
+                .query(QueryRequest {
+                    query_json: query_json.clone(),
+                })
+                .await;
+            match r {
+                Err(s) if s.code() == tonic::Code::Unavailable && start.elapsed() < DEADLINE => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(s) => return Err(s),
+                Ok(r) => {
+                    let r = r.into_inner();
+                    return Ok((r.revision, serde_json::from_slice(&r.result_json).unwrap()));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test: format and lint checks, unit and property tests, openraft's storage suite,
+# golden files, and the end-to-end tests that start real agentgate-node processes on 127.0.0.1.
+# Usage: scripts/test.sh            (from a fresh clone; installs build dependencies first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+# One shared target directory: a fresh clone then rebuilds in seconds, not ~25 minutes.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agentgate-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== fmt";    cargo fmt --all -- --check
+echo "== build";  cargo build --workspace --all-targets --locked
+echo "== clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --locked --no-fail-fast
+else
+  cargo test --workspace --all-targets --locked --no-fail-fast
+fi
