@@ -427,9 +427,10 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
             check_scope(scope)?;
             check_text("reason", reason)?;
             if let Some(e) = expires_ms
-                && *e <= cmd.time_ms {
-                    return Err(invalid("the switch would expire before it is engaged"));
-                }
+                && *e <= cmd.time_ms
+            {
+                return Err(invalid("the switch would expire before it is engaged"));
+            }
             check_room(s, Kind::Switch)?;
             put_one(Entity::Switch(KillSwitch {
                 scope: scope.clone(),

@@ -183,16 +183,18 @@ impl ChainVerifier {
 
     pub fn push(&mut self, r: &AuditRecord) -> Result<(), ChainError> {
         if let Some(expected) = self.expected_seq
-            && r.seq != expected {
-                return Err(ChainError::Sequence {
-                    seq: r.seq,
-                    expected,
-                });
-            }
+            && r.seq != expected
+        {
+            return Err(ChainError::Sequence {
+                seq: r.seq,
+                expected,
+            });
+        }
         if let Some(prev) = &self.prev_hash
-            && &r.prev_hash != prev {
-                return Err(ChainError::Link { seq: r.seq });
-            }
+            && &r.prev_hash != prev
+        {
+            return Err(ChainError::Link { seq: r.seq });
+        }
         if record_hash(&r.prev_hash, r.seq, &r.edge_id, &r.entry, r.committed_ms) != r.hash {
             return Err(ChainError::Content { seq: r.seq });
         }

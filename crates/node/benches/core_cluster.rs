@@ -87,7 +87,7 @@ fn entry(edge_seq: u64) -> AuditEntry {
         method: "tools/call".into(),
         tool: Some(format!("tool-{}", edge_seq % 8)),
         args_digest: Some("ab".repeat(32)),
-        decision: if edge_seq % 10 == 0 {
+        decision: if edge_seq.is_multiple_of(10) {
             Decision::Deny
         } else {
             Decision::Allow

@@ -28,6 +28,13 @@ use crate::clock::{Clock, elapsed_secs};
 use crate::network::channel;
 use crate::status;
 
+/// Everything nondeterministic the node uses, injected so that tests and simulations control it.
+pub struct Env {
+    pub clock: Arc<dyn Clock>,
+    /// Randomness for API keys.
+    pub rng: Box<dyn RngCore + Send>,
+}
+
 /// Marks a request one node forwarded to another, so it is never forwarded twice.
 pub const FORWARDED: &str = "x-agentgate-forwarded";
 
@@ -73,11 +80,11 @@ impl App {
         raft: Raft,
         reader: StateReader,
         committed: CommittedIndex,
-        clock: Arc<dyn Clock>,
+        env: Env,
         region: String,
         rpc_timeout: Duration,
-        rng: Box<dyn RngCore + Send>,
     ) -> Self {
+        let Env { clock, rng } = env;
         App {
             id,
             raft,
@@ -304,10 +311,10 @@ impl App {
                 ))
             }),
             Query::List { kind, tenant } => with_state(&|s| {
-                if let Some(t) = &tenant {
-                    if !s.tenants.contains_key(t) {
-                        return Err(Status::not_found(format!("tenant `{t}`")));
-                    }
+                if let Some(t) = &tenant
+                    && !s.tenants.contains_key(t)
+                {
+                    return Err(Status::not_found(format!("tenant `{t}`")));
                 }
                 let all = s.entities_of(kind);
                 Ok(QueryResult::Entities(match &tenant {

@@ -106,13 +106,13 @@ impl Config {
         if self.logs_to_keep == 0 || self.snapshot_logs == 0 {
             return Err("--snapshot-logs and --logs-to-keep must be positive".into());
         }
-        if let Some(m) = &self.initial_members {
-            if !m.contains_key(&self.id) {
-                return Err(format!(
-                    "--initial-members does not include this node's id {}",
-                    self.id
-                ));
-            }
+        if let Some(m) = &self.initial_members
+            && !m.contains_key(&self.id)
+        {
+            return Err(format!(
+                "--initial-members does not include this node's id {}",
+                self.id
+            ));
         }
         agentgate_model::ids::validate_name("region", &self.region).map_err(|e| e.to_string())?;
         Ok(())

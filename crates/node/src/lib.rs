@@ -35,12 +35,18 @@ use agentgate_proto::pb::raft_service_server::RaftServiceServer;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use openraft::BasicNode;
-use rand::RngCore;
 use tokio::net::TcpListener;
 
-use crate::app::App;
-use crate::clock::Clock;
+use crate::app::{App, Env};
 use crate::config::Config;
+
+/// The sockets a node serves on, bound by the caller (so tests and simulations pass their own).
+pub struct Listeners {
+    /// Raft, Admin and EdgeSync gRPC.
+    pub grpc: TcpListener,
+    /// Health and metrics.
+    pub http: TcpListener,
+}
 
 /// What a running node exposes to its caller.
 pub struct Running {
@@ -52,14 +58,16 @@ pub struct Running {
 /// Starts a node on the given listeners and runs it until `shutdown` resolves.
 pub async fn run(
     config: Config,
-    grpc: TcpListener,
-    http_listener: TcpListener,
-    clock: Arc<dyn Clock>,
-    rng: Box<dyn RngCore + Send>,
+    listeners: Listeners,
+    env: Env,
     metrics: PrometheusHandle,
     on_ready: impl FnOnce(&Running),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        grpc,
+        http: http_listener,
+    } = listeners;
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let raft_config = Arc::new(config.raft_config().map_err(anyhow::Error::msg)?);
@@ -83,14 +91,15 @@ pub async fn run(
         raft.clone(),
         reader,
         committed,
-        clock.clone(),
+        env,
         config.region.clone(),
         rpc_timeout,
-        rng,
     ));
 
-    if let Some(members) = &config.initial_members {
-        if !raft.is_initialized().await? {
+    if let Some(members) = &config.initial_members
+        && !raft.is_initialized().await?
+    {
+        {
             let advertise = config
                 .advertise
                 .clone()
@@ -120,6 +129,9 @@ pub async fn run(
     let sweep_task = tokio::spawn(sweep(app.clone()));
 
     let grpc_server = tonic::transport::Server::builder()
+        // Unary RPCs end within the client deadline plus slack; watch streams only need their
+        // first response within it.
+        .timeout(rpc_timeout + Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

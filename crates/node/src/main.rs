@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use agentgate_node::Listeners;
+use agentgate_node::app::Env;
 use agentgate_node::clock::SystemClock;
 use agentgate_node::config::Config;
 use clap::Parser;
@@ -40,16 +42,19 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = agentgate_node::telemetry::init_metrics().map_err(anyhow::Error::msg)?;
-    let grpc = tokio::net::TcpListener::bind(config.listen).await?;
-    let http = tokio::net::TcpListener::bind(config.http_listen).await?;
-    let rng = Box::new(rand::rngs::StdRng::from_os_rng());
+    let listeners = Listeners {
+        grpc: tokio::net::TcpListener::bind(config.listen).await?,
+        http: tokio::net::TcpListener::bind(config.http_listen).await?,
+    };
+    let env = Env {
+        clock: Arc::new(SystemClock),
+        rng: Box::new(rand::rngs::StdRng::from_os_rng()),
+    };
     let id = config.id;
     agentgate_node::run(
         config,
-        grpc,
-        http,
-        Arc::new(SystemClock),
-        rng,
+        listeners,
+        env,
         metrics,
         |r| {
             // One line on stdout that scripts and tests read to find the bound ports.

@@ -76,10 +76,10 @@ pub fn query(db: &DB, f: &AuditFilter) -> Result<AuditPage, StorageError> {
                 };
                 scanned += 1;
                 last_seq = seq;
-                if let Some(r) = get_record(db, seq)? {
-                    if f.matches(&r) {
-                        records.push(r);
-                    }
+                if let Some(r) = get_record(db, seq)?
+                    && f.matches(&r)
+                {
+                    records.push(r);
                 }
                 if records.len() >= limit || scanned >= AUDIT_QUERY_SCAN_MAX {
                     return Ok(AuditPage {

@@ -14,6 +14,8 @@
 //! INVARIANT: a state-machine write (changes + last applied + metadata) is one atomic
 //! RocksDB write batch, so a crash never leaves a half-applied entry on disk.
 #![forbid(unsafe_code)]
+// openraft's `StorageError` is large and is the error type its storage traits require.
+#![allow(clippy::result_large_err)]
 
 use std::io::Cursor;
 use std::path::Path;

@@ -1,4 +1,5 @@
 //! openraft's own storage test suite against the RocksDB store.
+#![allow(clippy::result_large_err)] // openraft.s StorageError is what the suite returns
 
 use agentgate_raft_store::{LogStore, StateMachineStore, StorageError, TypeConfig, open};
 use openraft::testing::{StoreBuilder, Suite};

@@ -4,6 +4,7 @@
 //! peers know it by that address). Every wait polls a condition under a deadline; nothing sleeps
 //! to synchronise. Dropping a `Cluster` kills every process it started.
 #![allow(
+    clippy::disallowed_methods, // real processes run on real time
     dead_code,
     clippy::unwrap_used,
     clippy::expect_used,
@@ -172,10 +173,11 @@ impl Cluster {
             for id in among {
                 leaders.push(self.status(*id).await.and_then(|s| s.leader_id));
             }
-            if let Some(Some(l)) = leaders.first() {
-                if among.contains(l) && leaders.iter().all(|x| x == &Some(*l)) {
-                    return *l;
-                }
+            if let Some(Some(l)) = leaders.first()
+                && among.contains(l)
+                && leaders.iter().all(|x| x == &Some(*l))
+            {
+                return *l;
             }
             assert!(
                 start.elapsed() < DEADLINE,
@@ -259,4 +261,20 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let code = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
 }

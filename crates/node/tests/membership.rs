@@ -1,0 +1,198 @@
+//! Membership changes, health endpoints and static configuration on real processes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::process::Command;
+
+use agentgate_model::Op;
+use agentgate_model::entity::Kind;
+use agentgate_model::query::{Query, QueryResult};
+use agentgate_proto::pb::{AddNodeRequest, InitClusterRequest, NodeAddr, RemoveNodeRequest};
+use common::{Cluster, http_get};
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_a_node_as_learner_then_voter_and_remove_it() {
+    let c = Cluster::start(4, &[]);
+    let members: Vec<NodeAddr> = c.nodes[..3]
+        .iter()
+        .map(|p| NodeAddr {
+            id: p.id,
+            addr: p.grpc.clone(),
+        })
+        .collect();
+    c.client(1)
+        .await
+        .init_cluster(InitClusterRequest {
+            members: members.clone(),
+        })
+        .await
+        .unwrap();
+    let leader = c.wait_for_leader(&[1, 2, 3]).await;
+    let follower = [1, 2, 3].into_iter().find(|i| *i != leader).unwrap();
+
+    // Initializing twice is refused, not silently repeated.
+    let e = c
+        .client(leader)
+        .await
+        .init_cluster(InitClusterRequest { members })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+
+    // Node 4 is up but no member: not ready.
+    let (code, body) = http_get(&c.node(4).http, "/readyz");
+    assert_eq!(code, 503, "{body}");
+
+    c.propose(
+        leader,
+        &Op::CreateTenant {
+            id: "before".into(),
+            stale_allow_read_only: false,
+        },
+    )
+    .await
+    .unwrap();
+    // Added through a follower: forwarded to the leader, learner first, then voter.
+    let st = c
+        .client(follower)
+        .await
+        .add_node(AddNodeRequest {
+            node: Some(NodeAddr {
+                id: 4,
+                addr: c.node(4).grpc.clone(),
+            }),
+            as_voter: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        st.voters.iter().map(|v| v.id).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    c.wait_for_leader(&[1, 2, 3, 4]).await;
+    let (code, _) = http_get(&c.node(4).http, "/readyz");
+    assert_eq!(code, 200);
+    // The new voter holds what was written before it joined.
+    let QueryResult::Entities(t) = c
+        .query(
+            4,
+            &Query::List {
+                kind: Kind::Tenant,
+                tenant: None,
+            },
+        )
+        .await
+        .unwrap()
+        .1
+    else {
+        panic!()
+    };
+    assert_eq!(t.len(), 1);
+
+    let st = c
+        .client(4)
+        .await
+        .remove_node(RemoveNodeRequest { id: 4 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        st.voters.iter().map(|v| v.id).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(st.learners.is_empty());
+    let e = c
+        .client(leader)
+        .await
+        .remove_node(RemoveNodeRequest { id: 9 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    // The cluster still commits.
+    c.propose(
+        leader,
+        &Op::CreateTenant {
+            id: "after".into(),
+            stale_allow_read_only: false,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_metrics_endpoints() {
+    let c = Cluster::start_initialized(3, &[]).await;
+    let leader = c.wait_for_leader(&[1, 2, 3]).await;
+    c.propose(
+        leader,
+        &Op::CreateTenant {
+            id: "t".into(),
+            stale_allow_read_only: false,
+        },
+    )
+    .await
+    .unwrap();
+    for id in c.ids() {
+        let http = &c.node(id).http;
+        assert_eq!(http_get(http, "/livez").0, 200);
+        assert_eq!(http_get(http, "/readyz").0, 200);
+        assert_eq!(http_get(http, "/nope").0, 404);
+    }
+    let (code, body) = http_get(&c.node(leader).http, "/metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "agentgate_raft_term",
+        "agentgate_raft_is_leader 1",
+        "agentgate_raft_committed_index",
+        "agentgate_raft_apply_lag_entries",
+        "agentgate_raft_replication_lag_entries",
+        "agentgate_node_proposal_duration_seconds_bucket",
+        "agentgate_node_rpc_duration_seconds_bucket",
+        "# HELP agentgate_raft_term",
+    ] {
+        assert!(body.contains(name), "/metrics lacks {name}:\n{body}");
+    }
+}
+
+#[test]
+fn validate_only_checks_static_configuration() {
+    let bin = env!("CARGO_BIN_EXE_agentgate-node");
+    let ok = Command::new(bin)
+        .args(["--id", "1", "--data-dir", "/tmp/x", "--validate-only"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("data_dir"));
+    let bad = Command::new(bin)
+        .args([
+            "--id",
+            "1",
+            "--data-dir",
+            "/tmp/x",
+            "--initial-members",
+            "2=127.0.0.1:1",
+            "--validate-only",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not include this node"));
+    let env = Command::new(bin)
+        .args(["--validate-only"])
+        .env("AGENTGATE_ID", "7")
+        .env("AGENTGATE_DATA_DIR", "/tmp/y")
+        .env("AGENTGATE_REGION", "eu-west")
+        .output()
+        .unwrap();
+    assert!(env.status.success(), "{env:?}");
+    assert!(String::from_utf8_lossy(&env.stdout).contains("eu-west"));
+}
