@@ -9,6 +9,7 @@
 //! - [`apply()`]: the pure transition `apply(state, command) -> (result, changes)`.
 //! - [`change`]: what one applied command changed, for persistence and for edge watch deltas.
 //! - [`policy`]: Cedar package validation and hashing.
+//! - [`decide`]: a package compiled once, and the fail-closed `decide(call) -> Verdict`.
 //! - [`audit`]: decision records, the hash chain, and its verification.
 //! - [`query`]: the read requests the admin API answers.
 //!
@@ -21,6 +22,7 @@ pub mod apply;
 pub mod audit;
 pub mod change;
 pub mod command;
+pub mod decide;
 pub mod entity;
 pub mod error;
 pub mod ids;
