@@ -12,6 +12,7 @@
 //! - [`decide`]: a package compiled once, and the fail-closed `decide(call) -> Verdict`.
 //! - [`audit`]: decision records, the hash chain, and its verification.
 //! - [`query`]: the read requests the admin API answers.
+//! - [`clock`]: the `Clock` the binaries inject (never used by `apply`).
 //!
 //! INVARIANT: this crate does no I/O and reads no clock or randomness: time arrives in
 //! [`command::Command::time_ms`], stamped by the Raft leader, so every replica applies
@@ -21,6 +22,7 @@
 pub mod apply;
 pub mod audit;
 pub mod change;
+pub mod clock;
 pub mod command;
 pub mod decide;
 pub mod entity;

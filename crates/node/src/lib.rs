@@ -6,7 +6,6 @@
 //! - [`admin`] / [`edge_sync`]: the operator and edge gRPC services.
 //! - [`http`]: health and Prometheus metrics.
 //! - [`telemetry`]: logs, metric descriptions, Raft gauges.
-//! - [`clock`]: the only place time is read.
 //!
 //! INVARIANT: every write goes through Raft on the leader, stamped with the leader's time;
 //! followers forward, never apply on their own.
@@ -14,9 +13,10 @@
 //! read index, applied locally) before they answer.
 #![forbid(unsafe_code)]
 
+pub use agentgate_model::clock;
+
 pub mod admin;
 pub mod app;
-pub mod clock;
 pub mod config;
 pub mod edge_sync;
 pub mod http;

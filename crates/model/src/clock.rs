@@ -1,5 +1,6 @@
-//! The one place that reads time. Everything else gets a [`Clock`], so simulations can drive
-//! time and `apply` never sees a clock at all (the leader stamps `Command::time_ms`).
+//! The one place that reads time. The binaries (node, edge) take a [`Clock`] and hand it to
+//! everything that needs time, so simulations can drive time. Nothing else in this crate uses it:
+//! `apply` never sees a clock (the leader stamps `Command::time_ms`).
 #![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,13 @@
+//! `agentgate-edge`: the stateless MCP gateway. This crate holds, so far, its link to the core:
+//!
+//! - [`lease`]: the freshness lease (DESIGN G2), pure.
+//! - [`follower`]: keeps a local replica of the replicated state from the core's watch feed and
+//!   renews the lease with read-index confirmations.
+//!
+//! INVARIANT: the edge never writes to Raft directly and never depends on the node crate (no
+//! Raft, no RocksDB here); it talks to the core only through the EdgeSync API.
+//! INVARIANT: no fresh lease ⇒ the snapshot is stale ⇒ tool calls are denied.
+#![forbid(unsafe_code)]
+
+pub mod follower;
+pub mod lease;
