@@ -1,5 +1,6 @@
 //! `agentgate-edge`: the stateless MCP gateway. This crate holds, so far, its link to the core:
 //!
+//! - [`audit`]: the bounded audit buffer and its shipper to the core (DESIGN G3).
 //! - [`lease`]: the freshness lease (DESIGN G2), pure.
 //! - [`follower`]: keeps a local replica of the replicated state from the core's watch feed and
 //!   renews the lease with read-index confirmations.
@@ -9,5 +10,6 @@
 //! INVARIANT: no fresh lease ⇒ the snapshot is stale ⇒ tool calls are denied.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod follower;
 pub mod lease;

@@ -65,6 +65,51 @@ pub struct AuditEntry {
     pub trace_id: Option<String>,
 }
 
+/// Longest value kept in a record's name-like fields (tenant, agent, session, tool, …).
+pub const AUDIT_FIELD_BYTES_MAX: usize = 256;
+/// Longest `reason` kept in a record.
+pub const AUDIT_REASON_BYTES_MAX: usize = 1024;
+/// Most policy ids kept in a record.
+pub const AUDIT_POLICY_IDS_MAX: usize = 32;
+
+fn cap(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+impl AuditEntry {
+    /// The entry with every field cut to its bound, so that the serialized record always fits
+    /// `AUDIT_RECORD_BYTES_MAX` (request-supplied strings can be arbitrarily long).
+    pub fn bounded(mut self) -> Self {
+        for f in [&mut self.tenant, &mut self.agent, &mut self.method] {
+            cap(f, AUDIT_FIELD_BYTES_MAX);
+        }
+        for f in [
+            &mut self.session,
+            &mut self.tool,
+            &mut self.args_digest,
+            &mut self.policy_version,
+            &mut self.trace_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cap(f, AUDIT_FIELD_BYTES_MAX);
+        }
+        cap(&mut self.reason, AUDIT_REASON_BYTES_MAX);
+        self.policy_ids.truncate(AUDIT_POLICY_IDS_MAX);
+        for id in &mut self.policy_ids {
+            cap(id, AUDIT_FIELD_BYTES_MAX);
+        }
+        self
+    }
+}
+
 /// A record as the audit index stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -214,4 +259,37 @@ pub fn verify_chain<'a>(
         v.push(r)?;
     }
     Ok(v.verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::AUDIT_RECORD_BYTES_MAX;
+
+    #[test]
+    fn a_bounded_entry_always_fits_a_record() {
+        let huge = "é".repeat(100_000);
+        let e = AuditEntry {
+            edge_seq: u64::MAX,
+            time_ms: u64::MAX,
+            tenant: huge.clone(),
+            agent: huge.clone(),
+            session: Some(huge.clone()),
+            method: huge.clone(),
+            tool: Some(huge.clone()),
+            args_digest: Some(huge.clone()),
+            decision: Decision::RequireApproval,
+            reason: huge.clone(),
+            policy_version: Some(huge.clone()),
+            policy_ids: vec![huge.clone(); 1_000],
+            shadow_decision: Some(Decision::RequireApproval),
+            latency_us: u64::MAX,
+            upstream_status: Some(u16::MAX),
+            trace_id: Some(huge),
+        }
+        .bounded();
+        let size = serde_json::to_vec(&e).unwrap().len();
+        assert!(size <= AUDIT_RECORD_BYTES_MAX, "{size}");
+        assert!(e.tenant.len() <= AUDIT_FIELD_BYTES_MAX && e.tenant.starts_with('é'));
+    }
 }
