@@ -117,21 +117,14 @@ async fn a_node_down_during_log_compaction_catches_up_by_snapshot() {
     c.propose(leader, &tenant("t")).await.unwrap();
     c.kill(down);
     let down_applied = 0;
-    for i in 0..150 {
-        c.propose(
-            leader,
-            &Op::EngageSwitch {
-                scope: Scope::Session {
-                    tenant: "t".into(),
-                    session: format!("s{i}"),
-                },
-                reason: "test".into(),
-                expires_ms: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    c.engage(
+        leader,
+        (0..150).map(|i| Scope::Session {
+            tenant: "t".into(),
+            session: format!("s{i}"),
+        }),
+    )
+    .await;
     // The leader's log is compacted past everything the down node has.
     let st = c.status(leader).await.unwrap();
     assert!(
@@ -216,21 +209,14 @@ async fn watch_streams_snapshot_then_deltas_across_a_leader_change() {
         stream.message().await.unwrap().unwrap().event.unwrap(),
     );
 
-    for i in 0..20 {
-        c.propose(
-            leader,
-            &Op::EngageSwitch {
-                scope: Scope::Agent {
-                    tenant: "t".into(),
-                    agent: format!("a{i}"),
-                },
-                reason: String::new(),
-                expires_ms: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    c.engage(
+        leader,
+        (0..20).map(|i| Scope::Agent {
+            tenant: "t".into(),
+            agent: format!("a{i}"),
+        }),
+    )
+    .await;
     // Audit appends bump the revision but are not sent to edges.
     let mut audit = connect(c.node(leader).grpc.clone()).await;
     audit
@@ -255,21 +241,14 @@ async fn watch_streams_snapshot_then_deltas_across_a_leader_change() {
     c.kill(leader);
     let rest = c.ids();
     let new_leader = c.wait_for_leader(&rest).await;
-    for i in 20..30 {
-        c.propose(
-            new_leader,
-            &Op::EngageSwitch {
-                scope: Scope::Agent {
-                    tenant: "t".into(),
-                    agent: format!("a{i}"),
-                },
-                reason: String::new(),
-                expires_ms: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    c.engage(
+        new_leader,
+        (20..30).map(|i| Scope::Agent {
+            tenant: "t".into(),
+            agent: format!("a{i}"),
+        }),
+    )
+    .await;
     let from = replica.as_ref().unwrap().revision;
     let mut edge = connect(c.node(rest[1]).grpc.clone()).await;
     let mut stream = edge

@@ -76,21 +76,14 @@ async fn follower_tracks_switches_fails_over_and_goes_stale_without_the_core() {
     c.kill(leader);
     let rest = c.ids();
     let new_leader = c.wait_for_leader(&rest).await;
-    for i in 0..10 {
-        c.propose(
-            new_leader,
-            &Op::EngageSwitch {
-                scope: Scope::Session {
-                    tenant: "t".into(),
-                    session: format!("s{i}"),
-                },
-                reason: String::new(),
-                expires_ms: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    c.engage(
+        new_leader,
+        (0..10).map(|i| Scope::Session {
+            tenant: "t".into(),
+            session: format!("s{i}"),
+        }),
+    )
+    .await;
     let s = tokio::time::timeout(DEADLINE, rx.wait_for(|s| s.switches.len() == 11))
         .await
         .unwrap()

@@ -20,13 +20,7 @@ use tonic::Code;
 #[tokio::test(flavor = "multi_thread")]
 async fn add_a_node_as_learner_then_voter_and_remove_it() {
     let c = Cluster::start(4, &[]);
-    let members: Vec<NodeAddr> = c.nodes[..3]
-        .iter()
-        .map(|p| NodeAddr {
-            id: p.id,
-            addr: p.grpc.clone(),
-        })
-        .collect();
+    let members = c.members(&[1, 2, 3]);
     c.client(1)
         .await
         .init_cluster(InitClusterRequest {

@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentgate_model::Op;
+use agentgate_model::entity::Scope;
 use agentgate_model::query::{Query, QueryResult};
 use agentgate_proto::pb::admin_client::AdminClient;
 use agentgate_proto::pb::{
@@ -115,14 +116,7 @@ impl Cluster {
     /// Starts `n` nodes and initializes them as one cluster through node 1.
     pub async fn start_initialized(n: u64, extra: &[&str]) -> Cluster {
         let c = Cluster::start(n, extra);
-        let members = c
-            .nodes
-            .iter()
-            .map(|p| NodeAddr {
-                id: p.id,
-                addr: p.grpc.clone(),
-            })
-            .collect();
+        let members = c.members(&c.ids());
         c.client(1)
             .await
             .init_cluster(InitClusterRequest { members })
@@ -130,6 +124,28 @@ impl Cluster {
             .unwrap();
         c.wait_for_leader(&c.ids()).await;
         c
+    }
+
+    /// The listed nodes as Raft members (id and gRPC address).
+    pub fn members(&self, ids: &[u64]) -> Vec<NodeAddr> {
+        ids.iter()
+            .map(|id| NodeAddr {
+                id: *id,
+                addr: self.node(*id).grpc.clone(),
+            })
+            .collect()
+    }
+
+    /// Engages one kill switch per scope through node `via`.
+    pub async fn engage(&self, via: u64, scopes: impl IntoIterator<Item = Scope>) {
+        for scope in scopes {
+            let op = Op::EngageSwitch {
+                scope,
+                reason: String::new(),
+                expires_ms: None,
+            };
+            self.propose(via, &op).await.unwrap();
+        }
     }
 
     pub fn ids(&self) -> Vec<u64> {
