@@ -14,7 +14,8 @@ mkdir -p "$DIR"
 MEMBERS="1=127.0.0.1:7411,2=127.0.0.1:7421,3=127.0.0.1:7431"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; echo "stopped"; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 130" INT TERM
 for i in 1 2 3; do
   "$BIN" --id "$i" --listen "127.0.0.1:74${i}1" --http-listen "127.0.0.1:74${i}2" \
     --data-dir "$DIR/node$i" --initial-members "$MEMBERS" --log-format text \
