@@ -190,3 +190,110 @@ fn validate_only_checks_static_configuration() {
     assert!(env.status.success(), "{env:?}");
     assert!(String::from_utf8_lossy(&env.stdout).contains("eu-west"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_leader_sweeps_expired_switches_and_approvals() {
+    use agentgate_model::clock::{Clock, SystemClock};
+    use agentgate_model::entity::{ApprovalState, Entity, Scope};
+    use std::collections::BTreeMap;
+
+    let c = Cluster::start_initialized(3, &[]).await;
+    let leader = c.wait_for_leader(&[1, 2, 3]).await;
+    c.propose(
+        leader,
+        &Op::CreateTenant {
+            id: "t".into(),
+            stale_allow_read_only: false,
+        },
+    )
+    .await
+    .unwrap();
+    c.propose(
+        leader,
+        &Op::CreateAgent {
+            tenant: "t".into(),
+            id: "bot".into(),
+            roles: vec![],
+            labels: BTreeMap::new(),
+            key_hash: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let now = SystemClock.now_ms();
+    c.propose(
+        leader,
+        &Op::EngageSwitch {
+            scope: Scope::Global,
+            reason: "short".into(),
+            expires_ms: Some(now + 300),
+        },
+    )
+    .await
+    .unwrap();
+    c.propose(
+        leader,
+        &Op::EngageSwitch {
+            scope: Scope::Region {
+                region: "eu".into(),
+            },
+            reason: "long".into(),
+            expires_ms: None,
+        },
+    )
+    .await
+    .unwrap();
+    c.propose(
+        leader,
+        &Op::RequestApproval {
+            tenant: "t".into(),
+            agent: "bot".into(),
+            tool: "rm".into(),
+            args_digest: "a".repeat(64),
+            reason: String::new(),
+            ttl_ms: Some(300),
+        },
+    )
+    .await
+    .unwrap();
+    let c = &c;
+    common::eventually(
+        "the expired switch and approval are swept",
+        common::DEADLINE,
+        || async move {
+            let QueryResult::Entities(sw) = c
+                .query(
+                    leader,
+                    &Query::List {
+                        kind: Kind::Switch,
+                        tenant: None,
+                    },
+                )
+                .await
+                .unwrap()
+                .1
+            else {
+                panic!()
+            };
+            let QueryResult::Entities(ap) = c
+                .query(
+                    leader,
+                    &Query::List {
+                        kind: Kind::Approval,
+                        tenant: None,
+                    },
+                )
+                .await
+                .unwrap()
+                .1
+            else {
+                panic!()
+            };
+            let approval_expired =
+                matches!(&ap[..], [Entity::Approval(a)] if a.state == ApprovalState::Expired);
+            // Only the switch without expiry is left.
+            sw.len() == 1 && approval_expired
+        },
+    )
+    .await;
+}
