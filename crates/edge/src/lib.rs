@@ -2,6 +2,7 @@
 //!
 //! - [`audit`]: the bounded audit buffer and its shipper to the core (DESIGN G3).
 //! - [`lease`]: the freshness lease (DESIGN G2), pure.
+//! - [`gate`]: kill switches, freshness and rollout version choice before Cedar; error codes.
 //! - [`mcp`]: MCP JSON-RPC parsing with limits and the stateless revision's header checks, pure.
 //! - [`follower`]: keeps a local replica of the replicated state from the core's watch feed and
 //!   renews the lease with read-index confirmations.
@@ -13,5 +14,6 @@
 
 pub mod audit;
 pub mod follower;
+pub mod gate;
 pub mod lease;
 pub mod mcp;
