@@ -28,6 +28,9 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub endpoints: Vec<String>,
+    /// Unique per process start (e.g. a name plus a random suffix). `edge_seq` restarts at 1
+    /// with every start, and the core deduplicates by (edge id, edge_seq): reusing an id would
+    /// make it drop a new incarnation's records as duplicates.
     pub edge_id: String,
     /// Records buffered at most (unacknowledged ones included).
     pub buffer_records_max: usize,
