@@ -11,6 +11,10 @@ pub const TEXT_BYTES_MAX: usize = 4 * 1024;
 pub const POLICY_PACKAGE_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// Largest single Raft log entry (a serialized command).
 pub const RAFT_ENTRY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Bytes of log entries sent in one Raft AppendEntries (at least one entry is always sent;
+/// the rest wait for the next round). openraft gives each AppendEntries one heartbeat
+/// interval to complete, so this bounds the work a follower must finish in that time.
+pub const RAFT_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
 /// Largest gRPC message the node accepts or sends (the entry limit plus envelope room).
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most audit records in one `AppendAudit` batch.

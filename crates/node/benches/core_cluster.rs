@@ -156,7 +156,19 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = Cluster::start_initialized(3, &["--snapshot-logs", "100000"]).await;
+        // Production timings (the defaults), not the test harness's fast elections.
+        let c = Cluster::start_initialized(
+            3,
+            &[
+                "--snapshot-logs",
+                "100000",
+                "--heartbeat-ms",
+                "100",
+                "--election-timeout-ms",
+                "500",
+            ],
+        )
+        .await;
         let leader = c.wait_for_leader(&[1, 2, 3]).await;
         let follower = c.ids().into_iter().find(|i| *i != leader).unwrap();
         c.propose(

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
-use agentgate_model::limits::GRPC_MESSAGE_BYTES_MAX;
+use agentgate_model::limits::{GRPC_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_BYTES_MAX};
 
 /// Builds a lazily connecting channel with the deadlines and keepalives every client here uses.
 pub fn channel(addr: &str, rpc_timeout: Duration) -> Result<Channel, String> {
@@ -37,6 +37,18 @@ pub fn channel(addr: &str, rpc_timeout: Duration) -> Result<Channel, String> {
         .keep_alive_while_idle(true)
         .tcp_nodelay(true)
         .connect_lazy())
+}
+
+/// How many leading entries fit `budget` bytes (serialized), but at least one.
+fn payload_prefix<T: Serialize>(entries: &[T], budget: usize) -> usize {
+    let mut used = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        used += serde_json::to_vec(e).map_or(usize::MAX, |v| v.len());
+        if used > budget {
+            return i.max(1);
+        }
+    }
+    entries.len()
 }
 
 pub struct Network {
@@ -110,10 +122,23 @@ impl Conn {
 impl RaftNetwork<TypeConfig> for Conn {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, &option).await
+        // Bound the payload in bytes: send the longest prefix within RAFT_PAYLOAD_BYTES_MAX
+        // (always at least one entry) and report the rest as not yet sent.
+        let keep = payload_prefix(&rpc.entries, RAFT_PAYLOAD_BYTES_MAX);
+        let partial = (keep < rpc.entries.len()).then(|| {
+            rpc.entries.truncate(keep);
+            rpc.entries.last().map(|e| e.log_id)
+        });
+        let resp = self.call(Rpc::Append, &rpc, &option).await?;
+        Ok(match (resp, partial) {
+            (AppendEntriesResponse::Success, Some(last)) => {
+                AppendEntriesResponse::PartialSuccess(last)
+            }
+            (other, _) => other,
+        })
     }
 
     async fn install_snapshot(
@@ -133,5 +158,23 @@ impl RaftNetwork<TypeConfig> for Conn {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_bounded_but_never_empty() {
+        let entries = vec!["x".repeat(400); 10]; // 402 bytes each as JSON
+        assert_eq!(payload_prefix(&entries, 10_000), 10);
+        assert_eq!(payload_prefix(&entries, 1_000), 2);
+        assert_eq!(
+            payload_prefix(&entries, 10),
+            1,
+            "an entry larger than the budget still goes alone"
+        );
+        assert_eq!(payload_prefix::<String>(&[], 10), 0);
     }
 }

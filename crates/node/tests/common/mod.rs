@@ -62,14 +62,13 @@ fn spawn(id: u64, listen: &str, data_dir: &PathBuf, extra: &[String]) -> (Child,
         ])
         .arg("--data-dir")
         .arg(data_dir)
-        .args([
-            "--log-format",
-            "text",
-            "--heartbeat-ms",
-            "50",
-            "--election-timeout-ms",
-            "300",
-        ])
+        .args(["--log-format", "text"])
+        // Fast elections keep failover tests short; callers that pass their own timings win.
+        .args(if extra.iter().any(|a| a == "--heartbeat-ms") {
+            &[][..]
+        } else {
+            &["--heartbeat-ms", "50", "--election-timeout-ms", "300"][..]
+        })
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
