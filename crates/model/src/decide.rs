@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    AuthorizationError, Authorizer, Context, Decision, Entities, EntityUid, PolicyId, PolicySet,
-    Request, Schema,
+    AuthorizationError, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::entity::PolicyPackage;
 
@@ -26,10 +26,44 @@ pub struct CompiledPolicy {
     pub version: String,
     set: PolicySet,
     schema: Schema,
-    base_entities: Value,
+    /// The package's own entities, parsed once.
+    base_entities: Vec<Entity>,
+    types: Types,
     /// Cedar's policy id → the id reported (`@id` annotation, else Cedar's own id).
     names: HashMap<PolicyId, String>,
     needs_approval: HashSet<PolicyId>,
+}
+
+/// Entity type names and action uids, parsed once.
+struct Types {
+    agent: EntityTypeName,
+    role: EntityTypeName,
+    server: EntityTypeName,
+    tool: EntityTypeName,
+    arguments: EntityTypeName,
+    call_tool: EntityUid,
+    list_tools: EntityUid,
+    read_resource: EntityUid,
+    get_prompt: EntityUid,
+}
+
+impl Types {
+    fn new() -> Result<Self, String> {
+        let ty = |n: &str| EntityTypeName::from_str(n).map_err(|e| e.to_string());
+        let action = ty("Action")?;
+        let act = |id: &str| EntityUid::from_type_name_and_id(action.clone(), EntityId::new(id));
+        Ok(Types {
+            agent: ty("Agent")?,
+            role: ty("Role")?,
+            server: ty("Server")?,
+            tool: ty("Tool")?,
+            arguments: ty("Arguments")?,
+            call_tool: act("call_tool"),
+            list_tools: act("list_tools"),
+            read_resource: act("read_resource"),
+            get_prompt: act("get_prompt"),
+        })
+    }
 }
 
 /// Which MCP operation is being decided.
@@ -129,11 +163,14 @@ impl CompiledPolicy {
         let (schema, _) =
             Schema::from_cedarschema_str(&p.schema).map_err(|e| format!("schema: {e}"))?;
         let set = PolicySet::from_str(&p.policies).map_err(|e| format!("policies: {e}"))?;
-        let base_entities: Value = if p.entities.trim().is_empty() {
-            json!([])
+        let base_entities: Vec<Entity> = if p.entities.trim().is_empty() {
+            Vec::new()
         } else {
-            serde_json::from_str(&p.entities).map_err(|e| format!("entities: {e}"))?
+            let parsed = Entities::from_json_str(&p.entities, Some(&schema))
+                .map_err(|e| format!("entities: {e}"))?;
+            parsed.iter().cloned().collect()
         };
+        let types = Types::new()?;
         let mut names = HashMap::new();
         let mut needs_approval = HashSet::new();
         for policy in set.policies() {
@@ -151,6 +188,7 @@ impl CompiledPolicy {
             set,
             schema,
             base_entities,
+            types,
             names,
             needs_approval,
         })
@@ -179,59 +217,108 @@ impl CompiledPolicy {
     }
 
     fn request(&self, c: &CallFacts) -> Result<(Request, Entities), String> {
-        let tool_id = format!("{}/{}", c.server, c.tool);
-        let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let tags: serde_json::Map<String, Value> = c
-            .arguments
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(tag_value(v))))
-            .collect();
-        let mut entities = vec![
-            json!({
-                "uid": {"type": "Agent", "id": c.agent},
-                "attrs": {"tenant": self.tenant, "labels": labels},
-                "parents": c.roles.iter().map(|r| json!({"type": "Role", "id": r})).collect::<Vec<_>>(),
-            }),
-            json!({
-                "uid": {"type": "Tool", "id": tool_id},
-                "attrs": {
-                    "name": c.tool, "server": c.server, "read_only": c.read_only,
-                    "destructive": c.destructive, "idempotent": c.idempotent, "open_world": c.open_world,
-                },
-                "parents": [{"type": "Server", "id": c.server}],
-            }),
-            json!({"uid": {"type": "Server", "id": c.server}, "attrs": {}, "parents": []}),
-            json!({"uid": {"type": "Arguments", "id": "call"}, "attrs": {}, "parents": [], "tags": tags}),
-        ];
-        entities.extend(
-            c.roles
-                .iter()
-                .map(|r| json!({"uid": {"type": "Role", "id": r}, "attrs": {}, "parents": []})),
-        );
-        if let Value::Array(base) = &self.base_entities {
-            entities.extend(base.iter().cloned());
-        }
-        let entities = Entities::from_json_value(Value::Array(entities), Some(&self.schema))
-            .map_err(|e| e.to_string())?;
-        let uid = |ty: &str, id: &str| -> Result<EntityUid, String> {
-            EntityUid::from_json(json!({"type": ty, "id": id})).map_err(|e| e.to_string())
+        // Built with Cedar's typed constructors: parsing per-call JSON against the schema cost
+        // most of the decision's time. The shapes match `policies/schema.cedarschema`, and the
+        // request (context included) is still validated against the schema below.
+        let uid = |ty: &EntityTypeName, id: &str| {
+            EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
         };
-        let action = uid("Action", c.action.as_str())?;
-        let context = Context::from_json_value(
-            json!({
-                "session": c.session,
-                "time": {"hour": c.hour, "weekday": c.weekday},
-                "region": c.region,
-                "detections": c.detections,
-                "arguments": {"__entity": {"type": "Arguments", "id": "call"}},
-            }),
-            Some((&self.schema, &action)),
+        let str_ = |v: &str| RestrictedExpression::new_string(v.to_string());
+        let t = &self.types;
+        let agent_uid = uid(&t.agent, &c.agent);
+        let server_uid = uid(&t.server, &c.server);
+        let tool_uid = uid(&t.tool, &format!("{}/{}", c.server, c.tool));
+        let args_uid = uid(&t.arguments, "call");
+        let roles: Vec<EntityUid> = c.roles.iter().map(|r| uid(&t.role, r)).collect();
+        let labels = c.labels.iter().map(|(k, v)| str_(&format!("{k}={v}")));
+        let agent = Entity::new(
+            agent_uid.clone(),
+            HashMap::from([
+                ("tenant".to_string(), str_(&self.tenant)),
+                ("labels".to_string(), RestrictedExpression::new_set(labels)),
+            ]),
+            roles.iter().cloned().collect(),
         )
         .map_err(|e| e.to_string())?;
+        let tool = Entity::new(
+            tool_uid.clone(),
+            HashMap::from([
+                ("name".to_string(), str_(&c.tool)),
+                ("server".to_string(), str_(&c.server)),
+                (
+                    "read_only".to_string(),
+                    RestrictedExpression::new_bool(c.read_only),
+                ),
+                (
+                    "destructive".to_string(),
+                    RestrictedExpression::new_bool(c.destructive),
+                ),
+                (
+                    "idempotent".to_string(),
+                    RestrictedExpression::new_bool(c.idempotent),
+                ),
+                (
+                    "open_world".to_string(),
+                    RestrictedExpression::new_bool(c.open_world),
+                ),
+            ]),
+            HashSet::from([server_uid.clone()]),
+        )
+        .map_err(|e| e.to_string())?;
+        let tags = c
+            .arguments
+            .iter()
+            .map(|(k, v)| (k.clone(), str_(&tag_value(v))));
+        let args =
+            Entity::new_with_tags(args_uid.clone(), [], [], tags).map_err(|e| e.to_string())?;
+        let mut all = vec![
+            agent,
+            tool,
+            Entity::new_no_attrs(server_uid, HashSet::new()),
+            args,
+        ];
+        all.extend(
+            roles
+                .into_iter()
+                .map(|r| Entity::new_no_attrs(r, HashSet::new())),
+        );
+        all.extend(self.base_entities.iter().cloned());
+        let entities = Entities::from_entities(all, None).map_err(|e| e.to_string())?;
+        let time = RestrictedExpression::new_record([
+            (
+                "hour".to_string(),
+                RestrictedExpression::new_long(i64::from(c.hour)),
+            ),
+            (
+                "weekday".to_string(),
+                RestrictedExpression::new_long(i64::from(c.weekday)),
+            ),
+        ])
+        .map_err(|e| e.to_string())?;
+        let context = Context::from_pairs([
+            ("session".to_string(), str_(&c.session)),
+            ("time".to_string(), time),
+            ("region".to_string(), str_(&c.region)),
+            (
+                "detections".to_string(),
+                RestrictedExpression::new_set(c.detections.iter().map(|d| str_(d))),
+            ),
+            (
+                "arguments".to_string(),
+                RestrictedExpression::new_entity_uid(args_uid),
+            ),
+        ])
+        .map_err(|e| e.to_string())?;
+        let action = match c.action {
+            Action::CallTool => &t.call_tool,
+            Action::ListTools => &t.list_tools,
+            Action::ReadResource => &t.read_resource,
+            Action::GetPrompt => &t.get_prompt,
+        };
         let request = Request::new(
-            uid("Agent", &c.agent)?,
-            action,
-            uid("Tool", &tool_id)?,
+            agent_uid,
+            action.clone(),
+            tool_uid,
             context,
             Some(&self.schema),
         )
