@@ -21,25 +21,6 @@ use agentgate_proto::pb::{AppendAuditRequest, ConfirmRequest, WatchRequest, watc
 use common::{Cluster, DEADLINE};
 use tonic::Code;
 
-fn tenant(id: &str) -> Op {
-    Op::CreateTenant {
-        id: id.into(),
-        stale_allow_read_only: false,
-    }
-}
-
-async fn list(c: &Cluster, via: u64, kind: Kind) -> Vec<Entity> {
-    match c
-        .query(via, &Query::List { kind, tenant: None })
-        .await
-        .unwrap()
-        .1
-    {
-        QueryResult::Entities(v) => v,
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_replicate_survive_leader_kill_and_restart_catches_up() {
     let mut c = Cluster::start_initialized(3, &[]).await;
@@ -47,12 +28,13 @@ async fn writes_replicate_survive_leader_kill_and_restart_catches_up() {
     let follower = c.ids().into_iter().find(|i| *i != leader).unwrap();
 
     // A write through a follower is forwarded to the leader.
-    let r = c
-        .propose(follower, &tenant("through-follower"))
-        .await
-        .unwrap();
+    let op = Op::CreateTenant {
+        id: "through-follower".into(),
+        stale_allow_read_only: false,
+    };
+    let r = c.propose(follower, &op).await.unwrap();
     assert!(r.revision >= 1);
-    c.propose(leader, &tenant("through-leader")).await.unwrap();
+    c.create_tenant(leader, "through-leader").await;
     let created = c
         .propose(
             follower,
@@ -74,12 +56,12 @@ async fn writes_replicate_survive_leader_kill_and_restart_catches_up() {
     // Readable, identical, from every node (reads pass a read barrier).
     let mut views = Vec::new();
     for id in c.ids() {
-        views.push(list(&c, id, Kind::Tenant).await);
+        views.push(c.list(id, Kind::Tenant).await);
     }
     assert_eq!(views[0].len(), 2);
     assert!(views.iter().all(|v| v == &views[0]));
     // The stored agent holds a hash, never the key.
-    let agents = list(&c, follower, Kind::Agent).await;
+    let agents = c.list(follower, Kind::Agent).await;
     let Entity::Agent(a) = &agents[0] else {
         panic!()
     };
@@ -96,16 +78,16 @@ async fn writes_replicate_survive_leader_kill_and_restart_catches_up() {
     let new_leader = c.wait_for_leader(&rest).await;
     assert_ne!(new_leader, leader);
     for id in &rest {
-        assert_eq!(list(&c, *id, Kind::Tenant).await.len(), 2);
+        assert_eq!(c.list(*id, Kind::Tenant).await.len(), 2);
     }
-    c.propose(rest[0], &tenant("after-failover")).await.unwrap();
+    c.create_tenant(rest[0], "after-failover").await;
 
     // The killed node comes back on its data dir and catches up.
     c.restart(leader);
     c.wait_for_leader(&[1, 2, 3]).await;
-    let caught_up = list(&c, leader, Kind::Tenant).await;
+    let caught_up = c.list(leader, Kind::Tenant).await;
     assert_eq!(caught_up.len(), 3);
-    assert_eq!(caught_up, list(&c, new_leader, Kind::Tenant).await);
+    assert_eq!(caught_up, c.list(new_leader, Kind::Tenant).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,7 +96,7 @@ async fn a_node_down_during_log_compaction_catches_up_by_snapshot() {
         Cluster::start_initialized(3, &["--snapshot-logs", "40", "--logs-to-keep", "5"]).await;
     let leader = c.wait_for_leader(&[1, 2, 3]).await;
     let down = c.ids().into_iter().find(|i| *i != leader).unwrap();
-    c.propose(leader, &tenant("t")).await.unwrap();
+    c.create_tenant(leader, "t").await;
     c.kill(down);
     let down_applied = 0;
     c.engage(
@@ -134,7 +116,7 @@ async fn a_node_down_during_log_compaction_catches_up_by_snapshot() {
 
     c.restart(down);
     c.wait_for_leader(&[1, 2, 3]).await;
-    let switches = list(&c, down, Kind::Switch).await;
+    let switches = c.list(down, Kind::Switch).await;
     assert_eq!(switches.len(), 150);
     let st = c.status(down).await.unwrap();
     assert!(
@@ -185,7 +167,7 @@ fn apply_event(state: &mut Option<State>, ev: watch_event::Event) {
 async fn watch_streams_snapshot_then_deltas_across_a_leader_change() {
     let mut c = Cluster::start_initialized(3, &[]).await;
     let leader = c.wait_for_leader(&[1, 2, 3]).await;
-    c.propose(leader, &tenant("t")).await.unwrap();
+    c.create_tenant(leader, "t").await;
 
     let connect = |addr: String| async move {
         EdgeSyncClient::connect(format!("http://{addr}"))
@@ -269,20 +251,7 @@ async fn watch_streams_snapshot_then_deltas_across_a_leader_change() {
         apply_event(&mut replica, ev.event.unwrap());
     }
     // The replica equals the cluster's state (edge view).
-    let QueryResult::Entities(switches) = c
-        .query(
-            rest[1],
-            &Query::List {
-                kind: Kind::Switch,
-                tenant: None,
-            },
-        )
-        .await
-        .unwrap()
-        .1
-    else {
-        panic!()
-    };
+    let switches = c.list(rest[1], Kind::Switch).await;
     let mine: Vec<Entity> = replica.as_ref().unwrap().entities_of(Kind::Switch);
     assert_eq!(mine, switches);
 
@@ -417,7 +386,7 @@ async fn bad_input_is_rejected_with_clear_errors_and_changes_nothing() {
     let c = Cluster::start_initialized(3, &[]).await;
     let leader = c.wait_for_leader(&[1, 2, 3]).await;
     let follower = c.ids().into_iter().find(|i| *i != leader).unwrap();
-    c.propose(follower, &tenant("t")).await.unwrap();
+    c.create_tenant(follower, "t").await;
     let before = c
         .query(
             follower,

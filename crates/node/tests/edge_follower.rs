@@ -15,7 +15,6 @@ use agentgate_edge::follower::{FollowerConfig, start};
 use agentgate_model::Op;
 use agentgate_model::clock::SystemClock;
 use agentgate_model::entity::{Kind, Scope};
-use agentgate_model::query::{Query, QueryResult};
 use common::{Cluster, DEADLINE, wait_until};
 
 fn config(c: &Cluster, max_staleness: Duration) -> FollowerConfig {
@@ -33,15 +32,7 @@ fn config(c: &Cluster, max_staleness: Duration) -> FollowerConfig {
 async fn follower_tracks_switches_fails_over_and_goes_stale_without_the_core() {
     let mut c = Cluster::start_initialized(3, &[]).await;
     let leader = c.wait_for_leader(&[1, 2, 3]).await;
-    c.propose(
-        leader,
-        &Op::CreateTenant {
-            id: "t".into(),
-            stale_allow_read_only: false,
-        },
-    )
-    .await
-    .unwrap();
+    c.create_tenant(leader, "t").await;
 
     let max_staleness = Duration::from_millis(1_500);
     let (follower, tasks) = start(config(&c, max_staleness), Arc::new(SystemClock)).unwrap();
@@ -89,20 +80,7 @@ async fn follower_tracks_switches_fails_over_and_goes_stale_without_the_core() {
         .unwrap()
         .unwrap()
         .clone();
-    let QueryResult::Entities(expected) = c
-        .query(
-            new_leader,
-            &Query::List {
-                kind: Kind::Switch,
-                tenant: None,
-            },
-        )
-        .await
-        .unwrap()
-        .1
-    else {
-        panic!()
-    };
+    let expected = c.list(new_leader, Kind::Switch).await;
     assert_eq!(s.entities_of(Kind::Switch), expected);
 
     // The whole core goes away. Every confirmation was sent before this point, so the lease

@@ -12,7 +12,6 @@ use std::process::Command;
 
 use agentgate_model::Op;
 use agentgate_model::entity::Kind;
-use agentgate_model::query::{Query, QueryResult};
 use agentgate_proto::pb::{AddNodeRequest, InitClusterRequest, NodeAddr, RemoveNodeRequest};
 use common::{Cluster, http_get};
 use tonic::Code;
@@ -44,15 +43,7 @@ async fn add_a_node_as_learner_then_voter_and_remove_it() {
     let (code, body) = http_get(&c.node(4).http, "/readyz");
     assert_eq!(code, 503, "{body}");
 
-    c.propose(
-        leader,
-        &Op::CreateTenant {
-            id: "before".into(),
-            stale_allow_read_only: false,
-        },
-    )
-    .await
-    .unwrap();
+    c.create_tenant(leader, "before").await;
     // Added through a follower: forwarded to the leader, learner first, then voter.
     let st = c
         .client(follower)
@@ -75,20 +66,7 @@ async fn add_a_node_as_learner_then_voter_and_remove_it() {
     let (code, _) = http_get(&c.node(4).http, "/readyz");
     assert_eq!(code, 200);
     // The new voter holds what was written before it joined.
-    let QueryResult::Entities(t) = c
-        .query(
-            4,
-            &Query::List {
-                kind: Kind::Tenant,
-                tenant: None,
-            },
-        )
-        .await
-        .unwrap()
-        .1
-    else {
-        panic!()
-    };
+    let t = c.list(4, Kind::Tenant).await;
     assert_eq!(t.len(), 1);
 
     let st = c
@@ -111,30 +89,14 @@ async fn add_a_node_as_learner_then_voter_and_remove_it() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     // The cluster still commits.
-    c.propose(
-        leader,
-        &Op::CreateTenant {
-            id: "after".into(),
-            stale_allow_read_only: false,
-        },
-    )
-    .await
-    .unwrap();
+    c.create_tenant(leader, "after").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_metrics_endpoints() {
     let c = Cluster::start_initialized(3, &[]).await;
     let leader = c.wait_for_leader(&[1, 2, 3]).await;
-    c.propose(
-        leader,
-        &Op::CreateTenant {
-            id: "t".into(),
-            stale_allow_read_only: false,
-        },
-    )
-    .await
-    .unwrap();
+    c.create_tenant(leader, "t").await;
     for id in c.ids() {
         let http = &c.node(id).http;
         assert_eq!(http_get(http, "/livez").0, 200);
@@ -199,15 +161,7 @@ async fn the_leader_sweeps_expired_switches_and_approvals() {
 
     let c = Cluster::start_initialized(3, &[]).await;
     let leader = c.wait_for_leader(&[1, 2, 3]).await;
-    c.propose(
-        leader,
-        &Op::CreateTenant {
-            id: "t".into(),
-            stale_allow_read_only: false,
-        },
-    )
-    .await
-    .unwrap();
+    c.create_tenant(leader, "t").await;
     c.propose(
         leader,
         &Op::CreateAgent {
@@ -261,34 +215,8 @@ async fn the_leader_sweeps_expired_switches_and_approvals() {
         "the expired switch and approval are swept",
         common::DEADLINE,
         || async move {
-            let QueryResult::Entities(sw) = c
-                .query(
-                    leader,
-                    &Query::List {
-                        kind: Kind::Switch,
-                        tenant: None,
-                    },
-                )
-                .await
-                .unwrap()
-                .1
-            else {
-                panic!()
-            };
-            let QueryResult::Entities(ap) = c
-                .query(
-                    leader,
-                    &Query::List {
-                        kind: Kind::Approval,
-                        tenant: None,
-                    },
-                )
-                .await
-                .unwrap()
-                .1
-            else {
-                panic!()
-            };
+            let sw = c.list(leader, Kind::Switch).await;
+            let ap = c.list(leader, Kind::Approval).await;
             let approval_expired =
                 matches!(&ap[..], [Entity::Approval(a)] if a.state == ApprovalState::Expired);
             // Only the switch without expiry is left.

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentgate_model::Op;
-use agentgate_model::entity::Scope;
+use agentgate_model::entity::{Entity, Kind, Scope};
 use agentgate_model::query::{Query, QueryResult};
 use agentgate_proto::pb::admin_client::AdminClient;
 use agentgate_proto::pb::{
@@ -144,6 +144,28 @@ impl Cluster {
                 expires_ms: None,
             };
             self.propose(via, &op).await.unwrap();
+        }
+    }
+
+    /// Creates a tenant through node `via`.
+    pub async fn create_tenant(&self, via: u64, id: &str) {
+        let op = Op::CreateTenant {
+            id: id.to_string(),
+            stale_allow_read_only: false,
+        };
+        self.propose(via, &op).await.unwrap();
+    }
+
+    /// Every entity of a kind, read (linearizably) through node `via`.
+    pub async fn list(&self, via: u64, kind: Kind) -> Vec<Entity> {
+        match self
+            .query(via, &Query::List { kind, tenant: None })
+            .await
+            .unwrap()
+            .1
+        {
+            QueryResult::Entities(v) => v,
+            other => panic!("unexpected {other:?}"),
         }
     }
 
