@@ -2,6 +2,7 @@
 //! conversions between model types and their wire form.
 //!
 //! - [`pb`]: the generated messages, clients and servers.
+//! - [`channel`]: the one way to dial a core node (deadlines, keepalive).
 //! - [`json`]: encoding/decoding of the `*_json` payload fields (model types as serde JSON).
 #![forbid(unsafe_code)]
 
@@ -17,4 +18,5 @@ pub mod pb {
     tonic::include_proto!("agentgate.v1");
 }
 
+pub mod channel;
 pub mod json;

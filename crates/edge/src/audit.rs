@@ -23,7 +23,7 @@ use agentgate_proto::pb::AppendAuditRequest;
 use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
@@ -168,15 +168,7 @@ pub fn start(config: AuditConfig) -> Result<(AuditLog, AuditShipper), String> {
     }
     let mut clients = Vec::new();
     for addr in &config.endpoints {
-        let ep = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad core endpoint `{addr}`: {e}"))?;
-        let channel = ep
-            .connect_timeout(config.rpc_timeout)
-            .timeout(config.rpc_timeout)
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = agentgate_proto::channel::lazy(addr, config.rpc_timeout)?;
         clients.push(
             EdgeSyncClient::new(channel)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)

@@ -21,7 +21,7 @@ use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
 use agentgate_proto::pb::{ConfirmRequest, WatchRequest, watch_event};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::lease::Lease;
 
@@ -130,15 +130,7 @@ pub fn start(
 }
 
 fn client(addr: &str, rpc_timeout: Duration) -> Result<EdgeSyncClient<Channel>, String> {
-    let ep = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad core endpoint `{addr}`: {e}"))?;
-    let channel = ep
-        .connect_timeout(rpc_timeout)
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(2))
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true)
-        .connect_lazy();
+    let channel = agentgate_proto::channel::lazy(addr, rpc_timeout)?;
     Ok(EdgeSyncClient::new(channel).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX))
 }
 

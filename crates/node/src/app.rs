@@ -488,7 +488,7 @@ impl App {
         Ok(())
     }
 
-    /// Entities of a kind for internal checks (the sweeper).
+    /// The sweep commands due at `now_ms` (expired kill switches or approvals), for the leader.
     pub fn due_sweeps(&self, now_ms: u64) -> Vec<Op> {
         let due = self.reader.with_state(|s| {
             let switches = s

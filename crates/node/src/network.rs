@@ -17,27 +17,11 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use agentgate_model::limits::{GRPC_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_BYTES_MAX};
 
-/// Builds a lazily connecting channel with the deadlines and keepalives every client here uses.
-pub fn channel(addr: &str, rpc_timeout: Duration) -> Result<Channel, String> {
-    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let ep = Endpoint::from_shared(uri).map_err(|e| format!("bad address `{addr}`: {e}"))?;
-    Ok(ep
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(rpc_timeout)
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(2))
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
+pub use agentgate_proto::channel::lazy as channel;
 
 /// How many leading entries fit `budget` bytes (serialized), but at least one.
 fn payload_prefix<T: Serialize>(entries: &[T], budget: usize) -> usize {

@@ -256,14 +256,19 @@ async fn watch_streams_snapshot_then_deltas_across_a_leader_change() {
     assert_eq!(mine, switches);
 
     // A freshness confirmation answers with the request id and a revision covering every commit.
-    let reply = edge
-        .confirm(ConfirmRequest {
-            request_id: 42,
-            edge_id: "edge-1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = common::retrying(|| {
+        let mut edge = edge.clone();
+        async move {
+            edge.confirm(ConfirmRequest {
+                request_id: 42,
+                edge_id: "edge-1".into(),
+            })
+            .await
+        }
+    })
+    .await
+    .unwrap()
+    .into_inner();
     assert_eq!(reply.request_id, 42);
     assert!(reply.revision >= replica.as_ref().unwrap().revision);
 }

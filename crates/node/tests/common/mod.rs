@@ -245,47 +245,34 @@ impl Cluster {
     /// Proposes an op through node `via`, retrying while leadership settles.
     pub async fn propose(&self, via: u64, op: &Op) -> Result<ProposeReply, tonic::Status> {
         let op_json = serde_json::to_vec(op).unwrap();
-        let start = Instant::now();
-        loop {
-            let r = self
-                .client(via)
+        retrying(|| async {
+            let req = ProposeRequest {
+                op_json: op_json.clone(),
+                actor: "test".into(),
+            };
+            self.client(via)
                 .await
-                .propose(ProposeRequest {
-                    op_json: op_json.clone(),
-                    actor: "test".into(),
-                })
-                .await;
-            match r {
-                Err(s) if s.code() == tonic::Code::Unavailable && start.elapsed() < DEADLINE => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                r => return r.map(|r| r.into_inner()),
-            }
-        }
+                .propose(req)
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
     }
 
     pub async fn query(&self, via: u64, q: &Query) -> Result<(u64, QueryResult), tonic::Status> {
         let query_json = serde_json::to_vec(q).unwrap();
-        let start = Instant::now();
-        loop {
-            let r = self
-                .client(via)
+        let r = retrying(|| async {
+            let req = QueryRequest {
+                query_json: query_json.clone(),
+            };
+            self.client(via)
                 .await
-                .query(QueryRequest {
-                    query_json: query_json.clone(),
-                })
-                .await;
-            match r {
-                Err(s) if s.code() == tonic::Code::Unavailable && start.elapsed() < DEADLINE => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(s) => return Err(s),
-                Ok(r) => {
-                    let r = r.into_inner();
-                    return Ok((r.revision, serde_json::from_slice(&r.result_json).unwrap()));
-                }
-            }
-        }
+                .query(req)
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await?;
+        Ok((r.revision, serde_json::from_slice(&r.result_json).unwrap()))
     }
 }
 
@@ -346,4 +333,22 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     start.elapsed()
+}
+
+/// Calls `f` until it answers anything but UNAVAILABLE (the API's "retry" signal: no leader
+/// yet, leadership moved) or [`DEADLINE`] passes.
+pub async fn retrying<T, F, Fut>(mut f: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Err(s) if s.code() == tonic::Code::Unavailable && start.elapsed() < DEADLINE => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => return r,
+        }
+    }
 }
