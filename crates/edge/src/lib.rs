@@ -1,5 +1,6 @@
 //! `agentgate-edge`: the stateless MCP gateway. This crate holds, so far, its link to the core:
 //!
+//! - [`decision`]: authentication, the policy cache and the whole decision for one call.
 //! - [`audit`]: the bounded audit buffer and its shipper to the core (DESIGN G3).
 //! - [`lease`]: the freshness lease (DESIGN G2), pure.
 //! - [`gate`]: kill switches, freshness and rollout version choice before Cedar; error codes.
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod decision;
 pub mod follower;
 pub mod gate;
 pub mod lease;
