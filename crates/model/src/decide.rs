@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use cedar_policy::{
     AuthorizationError, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
+    EntityUid, PolicyId, PolicySet, Request, ResourceConstraint, RestrictedExpression, Schema,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,6 +25,8 @@ pub struct CompiledPolicy {
     pub tenant: String,
     pub version: String,
     set: PolicySet,
+    /// The set split by tool (see [`Slices`]); `None` when slicing does not apply.
+    slices: Option<Slices>,
     schema: Schema,
     /// The package's own entities, parsed once.
     base_entities: Vec<Entity>,
@@ -32,6 +34,53 @@ pub struct CompiledPolicy {
     /// Cedar's policy id → the id reported (`@id` annotation, else Cedar's own id).
     names: HashMap<PolicyId, String>,
     needs_approval: HashSet<PolicyId>,
+}
+
+/// The policy set split by tool: a policy scoped `resource == Tool::"s/t"` can be satisfied (or
+/// fail) only for calls to that tool (Cedar checks the scope before the condition), so a call
+/// needs only the general policies plus its tool's. Large tenants grow mostly per-tool rules, and
+/// Cedar evaluates every policy it is given.
+struct Slices {
+    /// For each tool with policies of its own: the general policies plus those.
+    by_tool: HashMap<EntityUid, PolicySet>,
+    general: PolicySet,
+}
+
+/// Most policy copies slicing may make (general policies × tools with their own policies);
+/// above it the full set is used.
+const SLICE_POLICY_COPIES_MAX: usize = 2_000_000;
+
+impl Slices {
+    fn build(set: &PolicySet) -> Option<Slices> {
+        if set.templates().next().is_some() {
+            return None;
+        }
+        let mut general = PolicySet::new();
+        let mut own: HashMap<EntityUid, Vec<cedar_policy::Policy>> = HashMap::new();
+        for p in set.policies() {
+            match p.resource_constraint() {
+                ResourceConstraint::Eq(uid) => own.entry(uid).or_default().push(p.clone()),
+                _ => general.add(p.clone()).ok()?,
+            }
+        }
+        let general_len = general.policies().count();
+        if own.is_empty() || general_len.saturating_mul(own.len()) > SLICE_POLICY_COPIES_MAX {
+            return None;
+        }
+        let mut by_tool = HashMap::with_capacity(own.len());
+        for (uid, policies) in own {
+            let mut slice = general.clone();
+            for p in policies {
+                slice.add(p).ok()?;
+            }
+            by_tool.insert(uid, slice);
+        }
+        Some(Slices { by_tool, general })
+    }
+
+    fn for_tool(&self, tool: &EntityUid) -> &PolicySet {
+        self.by_tool.get(tool).unwrap_or(&self.general)
+    }
 }
 
 /// Entity type names and action uids, parsed once.
@@ -182,10 +231,12 @@ impl CompiledPolicy {
                 needs_approval.insert(policy.id().clone());
             }
         }
+        let slices = Slices::build(&set);
         Ok(CompiledPolicy {
             tenant: p.tenant.clone(),
             version: p.version.clone(),
             set,
+            slices,
             schema,
             base_entities,
             types,
@@ -208,7 +259,13 @@ impl CompiledPolicy {
     /// Decides one call. Pure: the same facts give the same verdict.
     pub fn decide(&self, call: &CallFacts) -> Verdict {
         match self.request(call) {
-            Ok((request, entities)) => self.evaluate(&request, &entities),
+            Ok((request, entities, tool)) => {
+                let set = self
+                    .slices
+                    .as_ref()
+                    .map_or(&self.set, |s| s.for_tool(&tool));
+                self.evaluate(set, &request, &entities)
+            }
             Err(why) => Verdict::deny(
                 vec![],
                 format!("the call does not fit the policy schema: {why}"),
@@ -216,7 +273,7 @@ impl CompiledPolicy {
         }
     }
 
-    fn request(&self, c: &CallFacts) -> Result<(Request, Entities), String> {
+    fn request(&self, c: &CallFacts) -> Result<(Request, Entities, EntityUid), String> {
         // Built with Cedar's typed constructors: parsing per-call JSON against the schema cost
         // most of the decision's time. The shapes match `policies/schema.cedarschema`, and the
         // request (context included) is still validated against the schema below.
@@ -318,16 +375,16 @@ impl CompiledPolicy {
         let request = Request::new(
             agent_uid,
             action.clone(),
-            tool_uid,
+            tool_uid.clone(),
             context,
             Some(&self.schema),
         )
         .map_err(|e| e.to_string())?;
-        Ok((request, entities))
+        Ok((request, entities, tool_uid))
     }
 
-    fn evaluate(&self, request: &Request, entities: &Entities) -> Verdict {
-        let response = Authorizer::new().is_authorized(request, &self.set, entities);
+    fn evaluate(&self, set: &PolicySet, request: &Request, entities: &Entities) -> Verdict {
+        let response = Authorizer::new().is_authorized(request, set, entities);
         let diagnostics = response.diagnostics();
         let errors: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
         if !errors.is_empty() {
@@ -361,6 +418,88 @@ impl CompiledPolicy {
                 policy_ids: ids,
                 reason: String::new(),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::policy::package_digest;
+
+    fn package(policies: &str) -> PolicyPackage {
+        let schema = include_str!("../../../policies/schema.cedarschema");
+        PolicyPackage {
+            tenant: "t".into(),
+            version: "v1".into(),
+            sha256: package_digest(policies, schema, ""),
+            policies: policies.into(),
+            schema: schema.into(),
+            entities: String::new(),
+            author: String::new(),
+            description: String::new(),
+            created_ms: 0,
+            signature: None,
+        }
+    }
+
+    /// General rules (permits, forbids, approvals, one that errors) and per-tool ones.
+    fn mixed() -> CompiledPolicy {
+        let mut p = String::from(include_str!("../../../policies/default.cedar"));
+        p.push_str("@id(\"overflow\") forbid (principal, action, resource) when { context.time.hour * 4611686018427387904 > 0 && resource.name == \"t3\" };\n");
+        for i in 0..12 {
+            let (effect, cond) = match i % 3 {
+                0 => ("permit", "context.region == \"eu\""),
+                1 => ("forbid", "context.time.hour > 20"),
+                _ => ("permit", "principal in Role::\"ops\""),
+            };
+            p.push_str(&format!("@id(\"own-{i}\") {effect} (principal, action, resource == Tool::\"s/t{}\") when {{ {cond} }};\n", i % 5));
+        }
+        CompiledPolicy::compile(&package(&p)).unwrap()
+    }
+
+    #[test]
+    fn slicing_applies_to_per_tool_rules() {
+        let c = mixed();
+        let slices = c.slices.as_ref().unwrap();
+        assert_eq!(slices.by_tool.len(), 5);
+        assert_eq!(slices.general.policies().count(), 5);
+    }
+
+    proptest! {
+        /// A sliced decision equals the decision over the whole set, reasons and errors included.
+        #[test]
+        fn sliced_decisions_equal_full_decisions(
+            tool in 0u8..7, hour in 0u8..24, read_only: bool, destructive: bool, ops: bool,
+            region in prop::sample::select(vec!["eu", "us"]), secret: bool,
+        ) {
+            let c = mixed();
+            let facts = CallFacts {
+                agent: "bot".into(),
+                roles: if ops { vec!["ops".into()] } else { vec![] },
+                labels: BTreeMap::new(),
+                action: Action::CallTool,
+                server: "s".into(),
+                tool: format!("t{tool}"),
+                read_only,
+                destructive,
+                idempotent: false,
+                open_world: false,
+                arguments: serde_json::Map::new(),
+                session: String::new(),
+                hour,
+                weekday: 1,
+                region: region.into(),
+                detections: if secret { vec!["secret".into()] } else { vec![] },
+            };
+            let (request, entities, _) = c.request(&facts).unwrap();
+            let mut full = c.evaluate(&c.set, &request, &entities);
+            let mut sliced = c.decide(&facts);
+            full.policy_ids.sort();
+            sliced.policy_ids.sort();
+            prop_assert_eq!(sliced, full);
         }
     }
 }
