@@ -22,7 +22,9 @@ pub struct Command {
 
 /// A change to the replicated state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "op")]
+// Externally tagged: an internally tagged enum makes serde buffer the whole entry (thousands
+// of audit records) into an intermediate tree before decoding it, on every node.
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     CreateTenant {
         id: TenantId,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use agentgate_model::command::CommandResult;
 use agentgate_model::entity::{Entity, EntityKey, Kind};
-use agentgate_model::limits::{GRPC_MESSAGE_BYTES_MAX, RAFT_ENTRY_BYTES_MAX};
+use agentgate_model::limits::{GRPC_MESSAGE_BYTES_MAX, RAFT_ENTRY_BYTES_MAX, TEXT_BYTES_MAX};
 use agentgate_model::query::{Query, QueryResult};
 use agentgate_model::{Command, Op};
 use agentgate_proto::json;
@@ -175,12 +175,35 @@ impl App {
             )));
         }
         let op: Op = json::decode("op_json", &op_json)?;
+        if actor.len() > TEXT_BYTES_MAX {
+            return Err(Status::invalid_argument(format!(
+                "actor is {} bytes; the limit is {TEXT_BYTES_MAX} (text_bytes_max)",
+                actor.len()
+            )));
+        }
         let actor = if actor.is_empty() {
             "anonymous".to_string()
         } else {
             actor
         };
         self.propose_local(op, actor).await
+    }
+
+    /// Proposes an already decoded operation (from the EdgeSync service): committed here when
+    /// this node leads, forwarded to the leader otherwise. The caller bounds its size.
+    pub async fn propose_op(&self, op: Op, actor: String) -> Result<ProposeReply, Status> {
+        if self.is_leader() {
+            return self.propose_local(op, actor).await;
+        }
+        let mut leader = self.leader_client()?;
+        let req = ProposeRequest {
+            op_json: json::encode(&op)?,
+            actor,
+        };
+        Ok(leader
+            .propose(mark_forwarded(Request::new(req)))
+            .await?
+            .into_inner())
     }
 
     /// Prepares and commits an operation on this node, which must be the leader.
@@ -217,14 +240,9 @@ impl App {
             actor,
             op,
         };
-        let size = serde_json::to_vec(&cmd)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > RAFT_ENTRY_BYTES_MAX {
-            return Err(Status::invalid_argument(format!(
-                "the command is {size} bytes; the limit is {RAFT_ENTRY_BYTES_MAX} (raft_entry_bytes_max)"
-            )));
-        }
+        // INVARIANT: the entry stays within RAFT_ENTRY_BYTES_MAX plus a small envelope: callers
+        // bound the encoded op (`propose`, `append_audit`) and the actor (TEXT_BYTES_MAX), and
+        // preparation adds at most a 64-character hash.
         let written = self
             .raft
             .client_write(cmd)

@@ -7,13 +7,15 @@ use agentgate_model::Op;
 use agentgate_model::audit::AuditEntry;
 use agentgate_model::change::Delta;
 use agentgate_model::command::Response as OpResponse;
-use agentgate_model::limits::{AUDIT_BATCH_RECORDS_MAX, WATCH_BUFFER_EVENTS_MAX};
+use agentgate_model::limits::{
+    AUDIT_BATCH_RECORDS_MAX, RAFT_ENTRY_BYTES_MAX, WATCH_BUFFER_EVENTS_MAX,
+};
 use agentgate_model::{State, ids::validate_name};
 use agentgate_proto::json;
 use agentgate_proto::pb::edge_sync_server::EdgeSync;
 use agentgate_proto::pb::{
-    AppendAuditReply, AppendAuditRequest, ConfirmReply, ConfirmRequest, ProposeRequest, StateDelta,
-    StateSnapshot, WatchEvent, WatchRequest, watch_event,
+    AppendAuditReply, AppendAuditRequest, ConfirmReply, ConfirmRequest, StateDelta, StateSnapshot,
+    WatchEvent, WatchRequest, watch_event,
 };
 use agentgate_raft_store::watch::{FeedEvent, WatchStart};
 use futures::Stream;
@@ -164,6 +166,12 @@ impl EdgeSync for EdgeSyncRpc {
         let r = req.into_inner();
         validate_name("edge id", &r.edge_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if r.records_json.len() > RAFT_ENTRY_BYTES_MAX {
+            return Err(Status::invalid_argument(format!(
+                "audit batch is {} bytes; the limit is {RAFT_ENTRY_BYTES_MAX} (raft_entry_bytes_max)",
+                r.records_json.len()
+            )));
+        }
         let records: Vec<AuditEntry> = json::decode("records_json", &r.records_json)?;
         if records.len() > AUDIT_BATCH_RECORDS_MAX {
             return Err(Status::invalid_argument(format!(
@@ -178,11 +186,7 @@ impl EdgeSync for EdgeSyncRpc {
             edge_id: r.edge_id.clone(),
             records,
         };
-        let propose = Request::new(ProposeRequest {
-            op_json: json::encode(&op)?,
-            actor: format!("edge:{}", r.edge_id),
-        });
-        let reply = self.app.propose(propose).await;
+        let reply = self.app.propose_op(op, format!("edge:{}", r.edge_id)).await;
         backlog.decrement(n);
         let reply = reply?;
         let resp: OpResponse = json::decode("response_json", &reply.response_json)?;
