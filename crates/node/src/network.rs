@@ -64,6 +64,14 @@ enum Rpc {
     Snapshot,
 }
 
+// openraft's `RPCError` is large and is the error type its network trait requires.
+#[allow(clippy::result_large_err)]
+fn encode<Req: Serialize, E: std::error::Error>(
+    req: &Req,
+) -> Result<Vec<u8>, RPCError<NodeId, Node, RaftError<NodeId, E>>> {
+    serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+}
+
 impl Conn {
     async fn call<Req, Resp, E>(
         &mut self,
@@ -76,6 +84,21 @@ impl Conn {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let body = encode(req)?;
+        self.send(rpc, body, option).await
+    }
+
+    /// Sends an already encoded request.
+    async fn send<Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        body: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => {
@@ -84,7 +107,6 @@ impl Conn {
                 )));
             }
         };
-        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { json: body });
         request.set_timeout(option.hard_ttl());
         let reply = match rpc {
@@ -110,13 +132,19 @@ impl RaftNetwork<TypeConfig> for Conn {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         // Bound the payload in bytes: send the longest prefix within RAFT_PAYLOAD_BYTES_MAX
-        // (always at least one entry) and report the rest as not yet sent.
-        let keep = payload_prefix(&rpc.entries, RAFT_PAYLOAD_BYTES_MAX);
-        let partial = (keep < rpc.entries.len()).then(|| {
-            rpc.entries.truncate(keep);
-            rpc.entries.last().map(|e| e.log_id)
-        });
-        let resp = self.call(Rpc::Append, &rpc, &option).await?;
+        // (always at least one entry) and report the rest as not yet sent. The whole request is
+        // encoded once; entries are measured only when it is over the budget.
+        let mut body = encode(&rpc)?;
+        let mut partial = None;
+        if body.len() > RAFT_PAYLOAD_BYTES_MAX {
+            let keep = payload_prefix(&rpc.entries, RAFT_PAYLOAD_BYTES_MAX);
+            if keep < rpc.entries.len() {
+                rpc.entries.truncate(keep);
+                partial = Some(rpc.entries.last().map(|e| e.log_id));
+                body = encode(&rpc)?;
+            }
+        }
+        let resp = self.send(Rpc::Append, body, &option).await?;
         Ok(match (resp, partial) {
             (AppendEntriesResponse::Success, Some(last)) => {
                 AppendEntriesResponse::PartialSuccess(last)
