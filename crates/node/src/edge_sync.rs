@@ -51,8 +51,15 @@ fn delta_event(d: &Delta) -> Result<WatchEvent, Status> {
 
 type Out = mpsc::Sender<Result<WatchEvent, Status>>;
 
-/// Streams one watcher's feed until it goes away or falls behind.
-async fn pump(app: Arc<App>, start: WatchStart, mut rx: broadcast::Receiver<FeedEvent>, tx: Out) {
+/// Streams one watcher's feed until it goes away or falls behind. `from` is the revision the
+/// watcher said it holds.
+async fn pump(
+    app: Arc<App>,
+    from: Option<u64>,
+    start: WatchStart,
+    mut rx: broadcast::Receiver<FeedEvent>,
+    tx: Out,
+) {
     let mut sent = match start {
         WatchStart::Snapshot(state) => {
             let rev = state.revision;
@@ -62,7 +69,8 @@ async fn pump(app: Arc<App>, start: WatchStart, mut rx: broadcast::Receiver<Feed
             rev
         }
         WatchStart::Deltas(deltas) => {
-            let mut rev = 0;
+            // Resuming: the watcher already holds `from`, even when no delta follows it yet.
+            let mut rev = from.unwrap_or(0);
             for d in deltas {
                 rev = d.revision;
                 if tx.send(delta_event(&d)).await.is_err() {
@@ -136,7 +144,7 @@ impl EdgeSync for EdgeSyncRpc {
         metrics::gauge!("agentgate_node_watchers").increment(1.0);
         let app = self.app.clone();
         tokio::spawn(async move {
-            pump(app, start, rx, tx).await;
+            pump(app, r.from_revision, start, rx, tx).await;
             metrics::gauge!("agentgate_node_watchers").decrement(1.0);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
