@@ -204,6 +204,7 @@ fn bench(c: &mut Criterion) {
                         policy_ids,
                         shadow_decision: None,
                         latency_us: 0,
+                        upstream_latency_us: None,
                         upstream_status: None,
                         trace_id: None,
                     })

@@ -57,6 +57,23 @@ struct Buffer {
     /// The next `edge_seq` to assign (the first is 1).
     next_seq: u64,
     pending: VecDeque<AuditEntry>,
+    /// Slots held by [`Held`] records of calls still in flight.
+    reserved: usize,
+}
+
+impl Buffer {
+    fn used(&self) -> usize {
+        self.pending.len() + self.reserved
+    }
+
+    fn push(&mut self, mut entry: AuditEntry) -> (u64, usize) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        entry.edge_seq = seq;
+        // A record the core would refuse could never be shipped and would block the buffer.
+        self.pending.push_back(entry.bounded());
+        (seq, self.pending.len())
+    }
 }
 
 /// The edge's audit buffer. Cheap to clone.
@@ -84,7 +101,7 @@ impl AuditLog {
         let Ok(b) = self.buffer.lock() else {
             return Admission::Full;
         };
-        let used = b.pending.len();
+        let used = b.used();
         let cap = self.config.buffer_records_max;
         if used + self.config.reserve_records < cap {
             Admission::Open
@@ -96,25 +113,40 @@ impl AuditLog {
     }
 
     /// Buffers a record and returns its `edge_seq`. The caller sets everything but `edge_seq`.
-    pub fn record(&self, mut entry: AuditEntry) -> Result<u64, AuditError> {
+    pub fn record(&self, entry: AuditEntry) -> Result<u64, AuditError> {
         let mut b = self.buffer.lock().map_err(|_| AuditError::Poisoned)?;
-        if b.pending.len() >= self.config.buffer_records_max {
+        if b.used() >= self.config.buffer_records_max {
             metrics::counter!("agentgate_edge_audit_refused_total").increment(1);
-            return Err(AuditError::Full(b.pending.len()));
+            return Err(AuditError::Full(b.used()));
         }
-        let seq = b.next_seq;
-        b.next_seq += 1;
-        entry.edge_seq = seq;
-        // A record the core would refuse could never be shipped and would block the buffer.
-        let entry = entry.bounded();
-        b.pending.push_back(entry);
-        let len = b.pending.len();
+        let (seq, len) = b.push(entry);
         drop(b);
+        self.pushed(len);
+        Ok(seq)
+    }
+
+    fn pushed(&self, len: usize) {
         metrics::gauge!("agentgate_edge_audit_backlog_records").set(len as f64);
         if len >= self.config.batch_records_max {
             self.wake.notify_one();
         }
-        Ok(seq)
+    }
+
+    /// Holds a slot for the record of a call that is going ahead, to be completed (upstream
+    /// status, latency) when the call's outcome is known. The record is buffered when the
+    /// [`Held`] is committed or dropped, whichever comes first: a call abandoned half-way (the
+    /// agent went away) still leaves its one record.
+    pub fn hold(&self, entry: AuditEntry) -> Result<Held, AuditError> {
+        let mut b = self.buffer.lock().map_err(|_| AuditError::Poisoned)?;
+        if b.used() >= self.config.buffer_records_max {
+            metrics::counter!("agentgate_edge_audit_refused_total").increment(1);
+            return Err(AuditError::Full(b.used()));
+        }
+        b.reserved += 1;
+        Ok(Held {
+            log: self.clone(),
+            entry: Some(entry),
+        })
     }
 
     /// Records buffered and not yet acknowledged.
@@ -139,6 +171,45 @@ impl AuditLog {
             tokio::time::timeout(limit, acked.wait_for(|a| *a >= target)).await,
             Ok(Ok(_))
         )
+    }
+}
+
+/// A record whose slot is reserved; see [`AuditLog::hold`].
+pub struct Held {
+    log: AuditLog,
+    entry: Option<AuditEntry>,
+}
+
+impl Held {
+    /// The record, to complete before committing.
+    pub fn entry_mut(&mut self) -> Option<&mut AuditEntry> {
+        self.entry.as_mut()
+    }
+
+    /// Buffers the record.
+    pub fn commit(mut self) {
+        self.release();
+    }
+
+    fn release(&mut self) {
+        let Some(entry) = self.entry.take() else {
+            return;
+        };
+        // INVARIANT: the slot was reserved, so the record always fits.
+        let len = match self.log.buffer.lock() {
+            Ok(mut b) => {
+                b.reserved = b.reserved.saturating_sub(1);
+                b.push(entry).1
+            }
+            Err(_) => return,
+        };
+        self.log.pushed(len);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -178,6 +249,7 @@ pub fn start(config: AuditConfig) -> Result<(AuditLog, AuditShipper), String> {
     let buffer = Arc::new(Mutex::new(Buffer {
         next_seq: 1,
         pending: VecDeque::new(),
+        reserved: 0,
     }));
     let wake = Arc::new(Notify::new());
     let (acked_tx, acked) = watch::channel(0u64);

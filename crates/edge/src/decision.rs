@@ -89,6 +89,12 @@ impl PolicyCache {
         }
     }
 
+    /// Whether the version is compiled (or known not to compile) already.
+    pub fn contains(&self, tenant: &str, version: &str) -> bool {
+        self.cache
+            .contains_key(&(tenant.to_string(), version.to_string()))
+    }
+
     /// The compiled version, compiling it on first use.
     pub fn get(
         &self,

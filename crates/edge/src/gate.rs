@@ -18,6 +18,7 @@ pub mod code {
     pub const APPROVAL_REQUIRED: i64 = -32083;
     pub const NO_POLICY: i64 = -32084;
     pub const OVERLOADED: i64 = -32085;
+    pub const UPSTREAM: i64 = -32086;
 }
 
 /// Why a call is refused, as the JSON-RPC error's `data` reports it.

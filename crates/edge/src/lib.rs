@@ -1,5 +1,12 @@
-//! `agentgate-edge`: the stateless MCP gateway. This crate holds, so far, its link to the core:
+//! `agentgate-edge`: the stateless MCP gateway.
 //!
+//! - [`server`]: wiring, listeners, graceful shutdown; [`config`]: flags.
+//! - [`proxy`]: the MCP endpoint `/t/{tenant}/{server}/mcp`: route, authenticate, decide,
+//!   forward, relay, audit.
+//! - [`upstream`]: the pooled upstream client and header allowlists; [`sse`]: SSE framing.
+//! - [`session`]: signed session tokens, so legacy sessions work through any edge.
+//! - [`catalog`]: upstream tools' annotations and pins; [`detect`]: argument detectors.
+//! - [`approvals`]: using or requesting an operator's approval through the core.
 //! - [`decision`]: authentication, the policy cache and the whole decision for one call.
 //! - [`audit`]: the bounded audit buffer and its shipper to the core (DESIGN G3).
 //! - [`lease`]: the freshness lease (DESIGN G2), pure.
@@ -13,9 +20,18 @@
 //! INVARIANT: no fresh lease ⇒ the snapshot is stale ⇒ tool calls are denied.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod audit;
+pub mod catalog;
+pub mod config;
 pub mod decision;
+pub mod detect;
 pub mod follower;
 pub mod gate;
 pub mod lease;
 pub mod mcp;
+pub mod proxy;
+pub mod server;
+pub mod session;
+pub mod sse;
+pub mod upstream;

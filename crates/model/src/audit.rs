@@ -57,8 +57,12 @@ pub struct AuditEntry {
     pub policy_ids: Vec<String>,
     #[serde(default)]
     pub shadow_decision: Option<Decision>,
+    /// The gateway's own time to decide.
     #[serde(default)]
     pub latency_us: u64,
+    /// Time from forwarding to the upstream's response head (absent when not forwarded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_latency_us: Option<u64>,
     #[serde(default)]
     pub upstream_status: Option<u16>,
     #[serde(default)]
@@ -284,6 +288,7 @@ mod tests {
             policy_ids: vec![huge.clone(); 1_000],
             shadow_decision: Some(Decision::RequireApproval),
             latency_us: u64::MAX,
+            upstream_latency_us: None,
             upstream_status: Some(u16::MAX),
             trace_id: Some(huge),
         }

@@ -10,6 +10,7 @@
 //! - [`change`]: what one applied command changed, for persistence and for edge watch deltas.
 //! - [`policy`]: Cedar package validation and hashing.
 //! - [`decide`]: a package compiled once, and the fail-closed `decide(call) -> Verdict`.
+//! - [`digest`]: argument and tool-definition digests (approvals, audit, pins).
 //! - [`audit`]: decision records, the hash chain, and its verification.
 //! - [`query`]: the read requests the admin API answers.
 //! - [`clock`]: the `Clock` the binaries inject (never used by `apply`).
@@ -25,6 +26,7 @@ pub mod change;
 pub mod clock;
 pub mod command;
 pub mod decide;
+pub mod digest;
 pub mod entity;
 pub mod error;
 pub mod ids;

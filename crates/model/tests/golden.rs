@@ -162,6 +162,7 @@ fn commands() -> Vec<Command> {
                     policy_ids: vec!["policy0".into()],
                     shadow_decision: Some(Decision::Deny),
                     latency_us: 42,
+                    upstream_latency_us: None,
                     upstream_status: Some(200),
                     trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
                 }],

@@ -97,6 +97,7 @@ fn entry(edge_seq: u64) -> AuditEntry {
         policy_ids: vec!["policy0".into()],
         shadow_decision: None,
         latency_us: 25,
+        upstream_latency_us: None,
         upstream_status: Some(200),
         trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
     }

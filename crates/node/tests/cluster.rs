@@ -289,6 +289,7 @@ fn audit_entry(edge_seq: u64, decision: Decision) -> AuditEntry {
         policy_ids: vec![],
         shadow_decision: None,
         latency_us: 5,
+        upstream_latency_us: None,
         upstream_status: Some(200),
         trace_id: None,
     }

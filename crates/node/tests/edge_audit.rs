@@ -48,6 +48,7 @@ fn entry(i: u64) -> AuditEntry {
         policy_ids: vec![],
         shadow_decision: None,
         latency_us: 3,
+        upstream_latency_us: None,
         upstream_status: None,
         trace_id: None,
     }

@@ -91,6 +91,7 @@ fn entry(edge_seq: u64) -> AuditEntry {
         policy_ids: vec!["p0".into()],
         shadow_decision: None,
         latency_us: 12,
+        upstream_latency_us: None,
         upstream_status: Some(200),
         trace_id: None,
     }

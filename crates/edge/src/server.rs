@@ -1,0 +1,353 @@
+//! Wiring: follow the core, serve the MCP listener and the health/metrics listener, and shut
+//! down gracefully (stop accepting, let requests in flight finish, flush the audit buffer).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentgate_model::clock::Clock;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::approvals::Approvals;
+use crate::audit::{self, AuditConfig};
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::decision::PolicyCache;
+use crate::follower::{self, Follower, FollowerConfig};
+use crate::proxy::{Gateway, Settings, View, precompile};
+use crate::session::SessionKeys;
+use crate::upstream::Upstreams;
+
+/// Largest request head (request line and headers) accepted, bytes.
+pub const HEAD_BYTES_MAX: usize = 64 * 1024;
+/// Concurrent HTTP/2 streams per agent connection.
+pub const H2_STREAMS_MAX: u32 = 256;
+
+pub struct Listeners {
+    pub mcp: TcpListener,
+    pub http: TcpListener,
+}
+
+/// What a started edge reports.
+pub struct Running {
+    pub edge_id: String,
+    pub mcp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+}
+
+/// Runs an edge until `shutdown` completes. `edge_id` must be unique per start.
+pub async fn run(
+    config: Config,
+    edge_id: String,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    metrics: Option<PrometheusHandle>,
+    on_ready: impl FnOnce(&Running),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    config.validate()?;
+    let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
+    let core: Vec<String> = config
+        .core
+        .iter()
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let max_staleness = config.max_staleness();
+    let (follower, follower_tasks) = follower::start(
+        FollowerConfig {
+            endpoints: core.clone(),
+            edge_id: edge_id.clone(),
+            region: config.region.clone(),
+            max_staleness,
+            confirm_interval: max_staleness / 3,
+            rpc_timeout: rpc_timeout.min(max_staleness / 3),
+        },
+        clock.clone(),
+    )?;
+    let (audit, shipper) = audit::start(AuditConfig {
+        endpoints: core.clone(),
+        edge_id: edge_id.clone(),
+        buffer_records_max: config.audit_buffer,
+        reserve_records: config.audit_buffer / 10,
+        batch_records_max: config.audit_batch,
+        flush_interval: Duration::from_millis(config.audit_flush_ms),
+        rpc_timeout,
+    })?;
+    let policies = PolicyCache::new(1024);
+    let view = start_view(&follower, policies.clone());
+    let gateway = Arc::new(Gateway {
+        settings: Settings {
+            edge_id: edge_id.clone(),
+            region: config.region.clone(),
+            allowed_origins: config.allowed_origins.clone(),
+            body_bytes_max: config.body_max_bytes,
+            inflight_max: config.inflight_max,
+            retry_after_ms: max_staleness.as_millis().try_into().unwrap_or(u64::MAX),
+        },
+        view,
+        follower: follower.clone(),
+        policies,
+        catalog: Catalog::new(10_000, Duration::from_secs(300)),
+        audit: audit.clone(),
+        sessions: SessionKeys::new(config.session_key.as_bytes())?,
+        upstreams: Upstreams::new(
+            Duration::from_millis(config.upstream_timeout_ms),
+            Duration::from_secs(5),
+        ),
+        approvals: Approvals::new(
+            &core,
+            rpc_timeout,
+            format!("edge/{edge_id}"),
+            config.approval_ttl_ms,
+        )?,
+        clock: clock.clone(),
+        inflight: Arc::new(Semaphore::new(config.inflight_max)),
+    });
+    let running = Running {
+        edge_id: edge_id.clone(),
+        mcp_addr: listeners.mcp.local_addr().map_err(|e| e.to_string())?,
+        http_addr: listeners.http.local_addr().map_err(|e| e.to_string())?,
+        gateway: gateway.clone(),
+    };
+    let health = tokio::spawn(serve_health(
+        listeners.http,
+        follower.clone(),
+        gateway.clone(),
+        metrics,
+    ));
+    on_ready(&running);
+    tracing::info!(edge_id = %edge_id, mcp = %running.mcp_addr, http = %running.http_addr, "edge serving");
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(HEAD_BYTES_MAX)
+        .header_read_timeout(Duration::from_secs(10));
+    builder
+        .http2()
+        .max_concurrent_streams(H2_STREAMS_MAX)
+        .max_header_list_size(HEAD_BYTES_MAX as u32);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listeners.mcp.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let gw = gateway.clone();
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(gw.handle(req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight, then flushing the audit log");
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    if !audit.flush(grace).await {
+        tracing::error!(
+            backlog = audit.backlog(),
+            "audit records could not be shipped before shutdown"
+        );
+    }
+    health.abort();
+    drop(shipper);
+    drop(follower_tasks);
+    Ok(())
+}
+
+/// Derives a [`View`] for every replica revision (one pointer swap) and precompiles the policy
+/// versions it names.
+fn start_view(follower: &Follower, policies: PolicyCache) -> watch::Receiver<Arc<View>> {
+    let mut replica = follower.subscribe();
+    let (tx, rx) = watch::channel(Arc::new(View::build(replica.borrow_and_update().clone())));
+    tokio::spawn(async move {
+        while replica.changed().await.is_ok() {
+            let state = replica.borrow_and_update().clone();
+            tx.send_replace(Arc::new(View::build(state.clone())));
+            let policies = policies.clone();
+            // Compiling can take long (a 10k-policy package ~1 s): off the async workers.
+            let _ = tokio::task::spawn_blocking(move || precompile(&state, &policies)).await;
+        }
+    });
+    rx
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
+
+fn health(
+    req: &Request<Incoming>,
+    follower: &Follower,
+    gateway: &Gateway,
+    metrics: Option<&PrometheusHandle>,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+    }
+    match req.uri().path() {
+        "/livez" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => {
+            if follower.is_fresh() {
+                text(StatusCode::OK, "ready\n".into())
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: the snapshot is not confirmed fresh by the core\n".into(),
+                )
+            }
+        }
+        "/metrics" => {
+            let Some(m) = metrics else {
+                return text(StatusCode::NOT_FOUND, "metrics are not enabled\n".into());
+            };
+            metrics::gauge!("agentgate_edge_lease_remaining_seconds")
+                .set(follower.lease_remaining().as_secs_f64());
+            metrics::gauge!("agentgate_edge_snapshot_fresh").set(if follower.is_fresh() {
+                1.0
+            } else {
+                0.0
+            });
+            metrics::gauge!("agentgate_edge_audit_backlog_records")
+                .set(gateway.audit.backlog() as f64);
+            metrics::gauge!("agentgate_edge_inflight").set(
+                gateway
+                    .settings
+                    .inflight_max
+                    .saturating_sub(gateway.inflight.available_permits()) as f64,
+            );
+            let mut r = text(StatusCode::OK, m.render());
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /livez, /readyz or /metrics\n".into(),
+        ),
+    }
+}
+
+async fn serve_health(
+    listener: TcpListener,
+    follower: Follower,
+    gateway: Arc<Gateway>,
+    metrics: Option<PrometheusHandle>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (follower, gateway, metrics) = (follower.clone(), gateway.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let resp = health(&req, &follower, &gateway, metrics.as_ref());
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Installs the process-wide Prometheus recorder and describes the edge's metrics.
+pub fn init_metrics() -> Result<PrometheusHandle, String> {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    describe_counter!(
+        "agentgate_edge_calls_total",
+        "Decisions by tenant, tool and decision (allow, deny, require_approval)."
+    );
+    describe_histogram!(
+        "agentgate_edge_decision_seconds",
+        Unit::Seconds,
+        "Time from request arrival to decision."
+    );
+    describe_histogram!(
+        "agentgate_edge_upstream_seconds",
+        Unit::Seconds,
+        "Time from forwarding to the upstream's response head, by server."
+    );
+    describe_gauge!(
+        "agentgate_edge_snapshot_revision",
+        "Revision of the replicated state this edge holds."
+    );
+    describe_gauge!(
+        "agentgate_edge_snapshot_fresh",
+        "1 while the core confirms this edge's snapshot is fresh."
+    );
+    describe_gauge!(
+        "agentgate_edge_lease_remaining_seconds",
+        "Time left on the freshness lease (0: stale, calls denied)."
+    );
+    describe_histogram!(
+        "agentgate_edge_kill_switch_apply_lag_seconds",
+        Unit::Seconds,
+        "From a kill switch's commit (leader time) to this edge applying it."
+    );
+    describe_gauge!(
+        "agentgate_edge_audit_backlog_records",
+        "Audit records not yet acknowledged by the core."
+    );
+    describe_counter!(
+        "agentgate_edge_audit_shipped_total",
+        "Audit records acknowledged by the core."
+    );
+    describe_counter!(
+        "agentgate_edge_streams_aborted_total",
+        "Streams ended because a kill switch covering them arrived."
+    );
+    describe_counter!(
+        "agentgate_edge_auth_failures_total",
+        "Requests refused with 401, by reason."
+    );
+    describe_gauge!("agentgate_edge_inflight", "Requests and streams in flight.");
+    Ok(handle)
+}
+
+/// Structured JSON logs (or text for terminals) on stderr; level from `RUST_LOG`.
+pub fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "text" {
+        builder.try_init()
+    } else {
+        builder.json().try_init()
+    };
+}
