@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test: format and lint checks, unit and property tests, openraft's storage suite,
-# golden files, and the end-to-end tests that start real agentgate-node processes on 127.0.0.1.
+# golden files, and the end-to-end tests that start real agentgate-node and agentgate-edge
+# processes on 127.0.0.1 and drive them with real MCP clients and servers.
 # Usage: scripts/test.sh            (from a fresh clone; installs build dependencies first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/setup-e2e.sh
 # One shared target directory: a fresh clone then rebuilds in seconds, not ~25 minutes.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agentgate-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

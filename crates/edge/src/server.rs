@@ -136,9 +136,11 @@ pub async fn run(
     builder
         .http1()
         .max_buf_size(HEAD_BYTES_MAX)
+        .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
     builder
         .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(H2_STREAMS_MAX)
         .max_header_list_size(HEAD_BYTES_MAX as u32);
     tokio::pin!(shutdown);

@@ -352,3 +352,5 @@ where
         }
     }
 }
+
+pub mod mcp;

@@ -1,0 +1,396 @@
+//! End-to-end pieces around the core: `agentgate-edge` processes, real MCP servers and clients
+//! (the Python SDK, server-everything), a round-robin HTTP forwarder, and raw MCP requests.
+//!
+//! The Python and npm tools come from `scripts/setup-e2e.sh` (`.e2e/` at the repository root);
+//! `AGENTGATE_E2E_DIR` points elsewhere. A missing tool fails the test with what to run.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentgate_model::Op;
+use agentgate_model::entity::PolicyPackage;
+use agentgate_model::entity::Transport;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+use super::{Cluster, DEADLINE, eventually, http_get};
+
+pub const SESSION_KEY: &str = "e2e-session-key-0123456789abcdef0123456789";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("AGENTGATE_E2E_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".e2e"))
+}
+
+pub fn python() -> PathBuf {
+    let p = tools_dir().join("venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-e2e.sh (installs the Python MCP SDK and server-everything)",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_listening(addr: &str) {
+    let a = addr.to_string();
+    eventually(&format!("{a} accepts connections"), DEADLINE, || {
+        let a = a.clone();
+        async move { tokio::net::TcpStream::connect(&a).await.is_ok() }
+    })
+    .await;
+}
+
+/// The Python SDK server of `tests/e2e/upstream_server.py`: (process, MCP URL).
+pub async fn python_upstream() -> (Proc, String) {
+    let port = free_port();
+    let child = Command::new(python())
+        .arg(repo().join("tests/e2e/upstream_server.py"))
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr).await;
+    (Proc(child), format!("http://{addr}/mcp"))
+}
+
+/// `@modelcontextprotocol/server-everything` over Streamable HTTP: (process, MCP URL).
+pub async fn everything_upstream() -> (Proc, String) {
+    let bin = tools_dir().join("node/node_modules/.bin/mcp-server-everything");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/setup-e2e.sh",
+        bin.display()
+    );
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr).await;
+    (Proc(child), format!("http://{addr}/mcp"))
+}
+
+/// An `agentgate-edge` process.
+pub struct Edge {
+    pub proc: Proc,
+    pub id: String,
+    pub mcp: String,
+    pub http: String,
+}
+
+impl Edge {
+    pub fn start(c: &Cluster, extra: &[&str]) -> Edge {
+        let bin =
+            PathBuf::from(env!("CARGO_BIN_EXE_agentgate-node")).with_file_name("agentgate-edge");
+        assert!(
+            bin.exists(),
+            "{} is missing: build the workspace (cargo build --workspace)",
+            bin.display()
+        );
+        let core: Vec<String> = c.nodes.iter().map(|n| n.grpc.clone()).collect();
+        let mut child = Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--core", &core.join(",")])
+            .args(["--session-key", SESSION_KEY, "--log-format", "text"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // agentgate-edge id=ID mcp=ADDR http=ADDR
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("no {k} in startup line {line:?}"))
+                .to_string()
+        };
+        Edge {
+            id: field("id="),
+            mcp: field("mcp="),
+            http: field("http="),
+            proc: Proc(child),
+        }
+    }
+
+    pub fn url(&self, tenant: &str, server: &str) -> String {
+        format!("http://{}/t/{tenant}/{server}/mcp", self.mcp)
+    }
+
+    /// A gauge or counter from `/metrics` (summed over label sets that contain `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let (code, body) = http_get(&self.http, "/metrics");
+        assert_eq!(code, 200);
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                    && l.contains(labels)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until this edge holds revision `rev` and is fresh.
+    pub async fn wait_for_revision(&self, rev: u64) {
+        eventually(
+            &format!("edge {} reaches revision {rev}", self.id),
+            DEADLINE,
+            || async {
+                self.metric("agentgate_edge_snapshot_revision", "") >= rev as f64
+                    && http_get(&self.http, "/readyz").0 == 200
+            },
+        )
+        .await;
+    }
+}
+
+/// Runs `tests/e2e/client.py` (one client session, several steps): one JSON value per step.
+pub async fn py_client(url: &str, key: &str, mode: &str, steps: &[&str]) -> Vec<Value> {
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(repo().join("tests/e2e/client.py"))
+        .args([url, key, mode])
+        .args(steps)
+        .kill_on_drop(true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the Python client finished within 60 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let values: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        out.status.success() && values.len() == steps.len(),
+        "client {mode} {steps:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    values
+}
+
+/// The JSON-RPC error code of a client step's output, if it failed.
+pub fn error_code(v: &Value) -> Option<i64> {
+    v.get("error")?.get("code")?.as_i64()
+}
+
+/// A tenant with one agent (its key returned), one HTTP upstream and an active policy.
+pub async fn tenant(
+    c: &Cluster,
+    tenant: &str,
+    server: &str,
+    url: &str,
+    policies: &str,
+) -> (String, u64) {
+    c.create_tenant(1, tenant).await;
+    let reply = c
+        .propose(
+            1,
+            &Op::CreateAgent {
+                tenant: tenant.into(),
+                id: "bot".into(),
+                roles: vec![],
+                labels: Default::default(),
+                key_hash: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let key = reply.api_key;
+    c.propose(
+        1,
+        &Op::AddUpstream {
+            tenant: tenant.into(),
+            name: server.into(),
+            transport: Transport::Http { url: url.into() },
+            pinned_tools: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let schema = std::fs::read_to_string(repo().join("policies/schema.cedarschema")).unwrap();
+    c.propose(
+        1,
+        &Op::PushPolicy {
+            package: PolicyPackage {
+                tenant: tenant.into(),
+                version: "v1".into(),
+                policies: policies.into(),
+                schema,
+                entities: String::new(),
+                sha256: String::new(),
+                author: "e2e".into(),
+                description: String::new(),
+                created_ms: 0,
+                signature: None,
+            },
+        },
+    )
+    .await
+    .unwrap();
+    let rev = c
+        .propose(
+            1,
+            &Op::ActivatePolicy {
+                tenant: tenant.into(),
+                version: "v1".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .revision;
+    (key, rev)
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// A stateless (2026-07-28) `tools/call` as raw HTTP: the request a modern client sends.
+pub fn stateless_call(
+    url: &str,
+    key: &str,
+    tool: &str,
+    args: Value,
+    id: u64,
+) -> hyper::Request<Full<Bytes>> {
+    let body = json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": args, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "e2e-raw", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "progressToken": id,
+        }},
+    });
+    hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {key}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+/// Sends a request and reads the whole reply: (status, body).
+pub async fn send(client: &HttpClient, req: hyper::Request<Full<Bytes>>) -> (u16, String) {
+    let resp = tokio::time::timeout(DEADLINE, client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = tokio::time::timeout(DEADLINE, resp.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The first JSON-RPC message in a reply body (JSON or SSE).
+pub fn first_message(body: &str) -> Value {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        return v;
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|m| m.get("id").is_some())
+        .unwrap_or(Value::Null)
+}
+
+/// A plain HTTP round-robin forwarder (what a load balancer without sticky sessions does):
+/// each request goes to the next backend. Returns its address; it stops with the test runtime.
+pub async fn round_robin(backends: Vec<String>) -> String {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let next = Arc::new(AtomicUsize::new(0));
+    let client: Client<HttpConnector, Incoming> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let backends = Arc::new(backends);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (next, client, backends) = (next.clone(), client.clone(), backends.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    let i = next.fetch_add(1, Ordering::Relaxed) % backends.len();
+                    let backend = backends[i].clone();
+                    let client = client.clone();
+                    async move {
+                        let pq = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        *req.uri_mut() = format!("http://{backend}{pq}").parse().unwrap();
+                        req.headers_mut().remove("host");
+                        client.request(req).await
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Seconds since `t`, for printed measurements.
+pub fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}

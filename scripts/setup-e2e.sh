@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the real MCP software the end-to-end tests drive into .e2e/ (idempotent):
+# the Python MCP SDK (client and server) in a venv, and server-everything from npm.
+# Versions are pinned; see ../shared/TOOLS.md for what each is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir="${AGENTGATE_E2E_DIR:-.e2e}"
+mkdir -p "$dir"
+if ! "$dir/venv/bin/python" -c "import mcp, httpx2" 2>/dev/null; then
+  echo "setup-e2e: Python MCP SDK into $dir/venv"
+  python3 -m venv "$dir/venv"
+  "$dir/venv/bin/pip" install -q --disable-pip-version-check "mcp==2.3.0"
+fi
+if [ ! -x "$dir/node/node_modules/.bin/mcp-server-everything" ]; then
+  echo "setup-e2e: server-everything into $dir/node"
+  mkdir -p "$dir/node"
+  npm install --silent --no-audit --no-fund --prefix "$dir/node" "@modelcontextprotocol/server-everything@2026.8.31" \
+    || npm install --silent --no-audit --no-fund --prefix "$dir/node" "@modelcontextprotocol/server-everything"
+fi
