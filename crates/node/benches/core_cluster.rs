@@ -17,6 +17,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/stats.rs"]
+mod stats;
 
 use std::time::{Duration, Instant};
 
@@ -26,33 +28,12 @@ use agentgate_model::entity::Scope;
 use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
 use agentgate_proto::pb::{AppendAuditRequest, ProposeRequest};
 use common::Cluster;
+use stats::summary;
 
 const SWITCH_WRITES: usize = 2_000;
 const AUDIT_EDGES: usize = 8;
 const AUDIT_BATCHES_PER_EDGE: usize = 40;
 const AUDIT_BATCH: usize = 1_000;
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn summary(name: &str, mut v: Vec<Duration>) -> serde_json::Value {
-    v.sort();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "{name:<34} n={:<6} p50={:>8.0}µs p90={:>8.0}µs p99={:>8.0}µs max={:>8.0}µs",
-        v.len(),
-        us(pct(&v, 0.5)),
-        us(pct(&v, 0.9)),
-        us(pct(&v, 0.99)),
-        us(*v.last().unwrap())
-    );
-    serde_json::json!({
-        "n": v.len(), "p50_us": us(pct(&v, 0.5)), "p90_us": us(pct(&v, 0.9)),
-        "p99_us": us(pct(&v, 0.99)), "max_us": us(*v.last().unwrap()),
-    })
-}
 
 async fn switch_latency(c: &Cluster, via: u64) -> Vec<Duration> {
     let mut client = c.client(via).await;

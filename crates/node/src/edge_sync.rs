@@ -156,7 +156,14 @@ impl EdgeSync for EdgeSyncRpc {
     ) -> Result<Response<ConfirmReply>, Status> {
         let _t = self.app.time_rpc("edge_confirm");
         let request_id = req.into_inner().request_id;
-        let revision = self.app.read_barrier().await?;
+        self.app.read_barrier().await?;
+        // Audit appends bump the revision but are not fed to edges: what the edge must hold is
+        // the newest change it is fed.
+        let revision = self
+            .app
+            .reader
+            .edge_revision()
+            .map_err(|e| Status::internal(e.to_string()))?;
         let m = self.app.raft.metrics().borrow().clone();
         Ok(Response::new(ConfirmReply {
             request_id,

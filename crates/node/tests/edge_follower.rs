@@ -110,3 +110,70 @@ async fn follower_tracks_switches_fails_over_and_goes_stale_without_the_core() {
     .await;
     drop(tasks);
 }
+
+/// Audit appends move the core's revision without a delta for edges; the lease must still be
+/// renewed while they flow (it once was not: every edge went stale under traffic).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lease_is_renewed_while_only_audit_records_are_committed() {
+    use agentgate_edge::audit::{AuditConfig, start as start_audit};
+    use agentgate_model::audit::{AuditEntry, Decision};
+    let c = Cluster::start_initialized(3, &[]).await;
+    c.create_tenant(1, "t").await;
+    let max_staleness = Duration::from_millis(600);
+    let (follower, _tasks) = start(config(&c, max_staleness), Arc::new(SystemClock)).unwrap();
+    wait_until("the lease is confirmed", DEADLINE, || follower.is_fresh()).await;
+    let (audit, _shipper) = start_audit(AuditConfig {
+        endpoints: c.nodes.iter().map(|n| n.grpc.clone()).collect(),
+        edge_id: "edge-lease-audit".into(),
+        buffer_records_max: 10_000,
+        reserve_records: 100,
+        batch_records_max: 10,
+        flush_interval: Duration::from_millis(10),
+        rpc_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    // Five lease lengths of audit-only commits, each acknowledged before the next.
+    let start_rev = follower.snapshot().revision;
+    let mut stale_seen = false;
+    let t0 = std::time::Instant::now();
+    let mut i = 0u64;
+    while t0.elapsed() < max_staleness * 5 {
+        i += 1;
+        audit
+            .record(AuditEntry {
+                edge_seq: 0,
+                time_ms: i,
+                tenant: "t".into(),
+                agent: "a".into(),
+                session: None,
+                method: "tools/call".into(),
+                tool: Some("x".into()),
+                args_digest: None,
+                decision: Decision::Allow,
+                reason: String::new(),
+                policy_version: None,
+                policy_ids: vec![],
+                shadow_decision: None,
+                latency_us: 1,
+                upstream_latency_us: None,
+                upstream_status: None,
+                trace_id: None,
+            })
+            .unwrap();
+        assert!(audit.flush(DEADLINE).await);
+        // Past the first lease, the renewal must have happened in spite of the audit commits.
+        if t0.elapsed() > max_staleness * 2 {
+            stale_seen |= !follower.is_fresh();
+        }
+    }
+    assert!(i > 10, "only {i} audit commits");
+    assert_eq!(
+        follower.snapshot().revision,
+        start_rev,
+        "no entity delta was fed"
+    );
+    assert!(
+        !stale_seen,
+        "the edge went stale while only audit records were committed"
+    );
+}

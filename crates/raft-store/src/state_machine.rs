@@ -272,6 +272,12 @@ impl StateReader {
         *self.shared.feed.revision.borrow()
     }
 
+    /// The revision of the newest change edges see (audit appends are not sent to edges): an
+    /// edge holding this revision holds everything applied so far.
+    pub fn edge_revision(&self) -> Result<u64, StorageError> {
+        Ok(self.read()?.last_edge_revision)
+    }
+
     /// A receiver that sees the applied revision rise.
     pub fn revision_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.feed.revision.subscribe()
