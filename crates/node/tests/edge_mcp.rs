@@ -229,7 +229,9 @@ permit (principal, action == Action::"call_tool", resource)
 when { resource.name == "echo" || resource.name == "get-sum" };
 "#;
     let (key, rev) = tenant(&c, "acme", "everything", &url, policy).await;
-    let edge = Edge::start(&c, &[]);
+    // Batches leave only when full or once a minute: the records below reach the core through
+    // the shutdown flush.
+    let mut edge = Edge::start(&c, &["--audit-flush-ms", "60000", "--audit-batch", "4096"]);
     edge.wait_for_revision(rev).await;
     let out = py_client(
         &edge.url("acme", "everything"),
@@ -255,6 +257,47 @@ when { resource.name == "echo" || resource.name == "get-sum" };
         out[2]
     );
     assert_eq!(error_code(&out[3]), Some(-32082), "{}", out[3]);
+    assert!(
+        audit(&c, "acme").await.is_empty(),
+        "nothing shipped before shutdown"
+    );
+
+    // SIGTERM: the edge finishes, flushes its audit buffer, and exits cleanly.
+    let pid = edge.proc.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || edge.proc.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let recs = audit(&c, "acme").await;
+    let mut calls: Vec<(String, Decision)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r.entry
+                    .tool
+                    .clone()
+                    .unwrap_or_else(|| r.entry.method.clone()),
+                r.entry.decision,
+            )
+        })
+        .collect();
+    calls.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        calls,
+        [
+            ("echo".to_string(), Decision::Allow),
+            ("get-env".to_string(), Decision::Deny),
+            ("get-sum".to_string(), Decision::Allow),
+            ("tools/list".to_string(), Decision::Allow),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
