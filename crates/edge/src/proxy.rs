@@ -592,7 +592,12 @@ impl Gateway {
         if let Some(d) = gate::kill_switch(&ctx.view.state, &subject, self.clock.now_ms()) {
             return Some(d);
         }
-        let tenant = ctx.view.state.tenants.get(&ctx.agent.tenant)?;
+        let Some(tenant) = ctx.view.state.tenants.get(&ctx.agent.tenant) else {
+            return Some(Denial::new(
+                code::NO_POLICY,
+                format!("tenant `{}` does not exist", ctx.agent.tenant),
+            ));
+        };
         gate::staleness(
             tenant,
             &subject,
