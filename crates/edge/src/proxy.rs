@@ -202,6 +202,26 @@ fn denied(id: Option<&Value>, d: &Denial) -> Response<Body> {
     r
 }
 
+/// The upstream failed (-32086, HTTP 502).
+fn upstream_failed(id: Option<&Value>, message: &str) -> Response<Body> {
+    rpc_error(StatusCode::BAD_GATEWAY, id, code::UPSTREAM, message, None)
+}
+
+/// An overload denial (-32085), advising a retry in a second.
+fn overload(reason: &str) -> Denial {
+    Denial {
+        retry_after_ms: Some(1000),
+        ..Denial::new(code::OVERLOADED, reason)
+    }
+}
+
+/// A request turned away undecided: the overload denial as HTTP 503.
+fn turned_away(id: Option<&Value>, reason: &str) -> Response<Body> {
+    let mut r = denied(id, &overload(reason));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r
+}
+
 /// `/t/{tenant}/{server}/mcp` → (tenant, server).
 pub fn route(path: &str) -> Option<(&str, &str)> {
     let mut parts = path.strip_prefix("/t/")?.split('/');
@@ -308,16 +328,7 @@ impl Gateway {
         let started = self.clock.monotonic();
         let permit = self.inflight.clone().try_acquire_owned().map_err(|_| {
             metrics::counter!("agentgate_edge_overload_total").increment(1);
-            let d = Denial {
-                retry_after_ms: Some(1000),
-                ..Denial::new(
-                    code::OVERLOADED,
-                    "too many requests in flight on this gateway",
-                )
-            };
-            let mut r = denied(None, &d);
-            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            r
+            turned_away(None, "too many requests in flight on this gateway")
         })?;
         let view = self.view.borrow().clone();
         let h = req.headers();
@@ -370,15 +381,7 @@ impl Gateway {
                 "stdio upstreams are served only in local mode, not by an edge".into(),
             )),
         }
-        .map_err(|e| {
-            rpc_error(
-                StatusCode::BAD_GATEWAY,
-                None,
-                code::UPSTREAM,
-                &e.to_string(),
-                None,
-            )
-        })?;
+        .map_err(|e| upstream_failed(None, &e.to_string()))?;
         let session = match header(h, MCP_SESSION_ID.as_str()) {
             None => None,
             Some(token) => Some(
@@ -720,16 +723,10 @@ impl Gateway {
     }
 
     fn overloaded(&self, id: Option<&Value>) -> Response<Body> {
-        let d = Denial {
-            retry_after_ms: Some(1000),
-            ..Denial::new(
-                code::OVERLOADED,
-                "the gateway's audit backlog is full; no call can be decided until it drains",
-            )
-        };
-        let mut r = denied(id, &d);
-        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        r
+        turned_away(
+            id,
+            "the gateway's audit backlog is full; no call can be decided until it drains",
+        )
     }
 
     /// The annotations of a tool: from the catalog, else fetched from the upstream, else the
@@ -820,13 +817,9 @@ impl Gateway {
         let facts = self.facts(&ctx, action, &name, &info, arguments, detections, now_ms);
         let tool = Some(name.as_str());
         if admission == Admission::DenyOnly {
-            let d = Denial {
-                retry_after_ms: Some(1000),
-                ..Denial::new(
-                    code::OVERLOADED,
-                    "the gateway's audit backlog is nearly full; calls are refused until it drains",
-                )
-            };
+            let d = overload(
+                "the gateway's audit backlog is nearly full; calls are refused until it drains",
+            );
             return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, None);
         }
         if action == Action::CallTool && !info.matches_pin(&name, &ctx.upstream.pinned_tools) {
@@ -966,13 +959,7 @@ impl Gateway {
                     e.reason = err.to_string();
                 }
                 held.commit();
-                rpc_error(
-                    StatusCode::BAD_GATEWAY,
-                    id,
-                    code::UPSTREAM,
-                    &err.to_string(),
-                    None,
-                )
+                upstream_failed(id, &err.to_string())
             }
         }
     }
@@ -988,13 +975,7 @@ impl Gateway {
         let resp = match self.send(&ctx, Method::POST, body).await {
             Ok(r) => r,
             Err(e) => {
-                return rpc_error(
-                    StatusCode::BAD_GATEWAY,
-                    Some(&id),
-                    code::UPSTREAM,
-                    &e.to_string(),
-                    None,
-                );
+                return upstream_failed(Some(&id), &e.to_string());
             }
         };
         let status = resp.status();
@@ -1007,13 +988,7 @@ impl Gateway {
             match upstream::read_whole(resp.into_body(), upstream::WHOLE_REPLY_BYTES_MAX).await {
                 Ok(b) => b,
                 Err(e) => {
-                    return rpc_error(
-                        StatusCode::BAD_GATEWAY,
-                        Some(&id),
-                        code::UPSTREAM,
-                        &e.to_string(),
-                        None,
-                    );
+                    return upstream_failed(Some(&id), &e.to_string());
                 }
             };
         let (filtered, shown, total) = if sse_reply {
@@ -1036,13 +1011,7 @@ impl Gateway {
             (Bytes::from(sse::write(&events)), shown, total)
         } else {
             let Ok(mut msg) = serde_json::from_slice::<Value>(&bytes) else {
-                return rpc_error(
-                    StatusCode::BAD_GATEWAY,
-                    Some(&id),
-                    code::UPSTREAM,
-                    "the upstream's tools/list reply is not JSON",
-                    None,
-                );
+                return upstream_failed(Some(&id), "the upstream's tools/list reply is not JSON");
             };
             let (shown, total) = self.filter_tools(&ctx, &mut msg).unwrap_or((0, 0));
             (Bytes::from(msg.to_string()), shown, total)
@@ -1213,13 +1182,7 @@ impl Gateway {
     ) -> Response<Body> {
         match self.send(&ctx, method, body).await {
             Ok(resp) => self.relay(ctx, resp, watched, initialize),
-            Err(e) => rpc_error(
-                StatusCode::BAD_GATEWAY,
-                None,
-                code::UPSTREAM,
-                &e.to_string(),
-                None,
-            ),
+            Err(e) => upstream_failed(None, &e.to_string()),
         }
     }
 
@@ -1237,13 +1200,7 @@ impl Gateway {
         copy_response_headers(&parts.headers, &mut out_headers);
         if let Some(upstream_sid) = header(&parts.headers, MCP_SESSION_ID.as_str()) {
             if upstream_sid.len() > crate::session::SESSION_ID_BYTES_MAX {
-                return rpc_error(
-                    StatusCode::BAD_GATEWAY,
-                    None,
-                    code::UPSTREAM,
-                    "the upstream's session id is too long",
-                    None,
-                );
+                return upstream_failed(None, "the upstream's session id is too long");
             }
             let session = Session {
                 tenant: ctx.agent.tenant.clone(),
