@@ -4,6 +4,7 @@
 //! - [`pb`]: the generated messages, clients and servers.
 //! - [`channel`]: the one way to dial a core node (deadlines, keepalive).
 //! - [`json`]: encoding/decoding of the `*_json` payload fields (model types as serde JSON).
+//! - [`ops`]: what every binary serves besides its API: logs, `/livez` `/readyz` `/metrics`.
 #![forbid(unsafe_code)]
 
 #[allow(
@@ -20,3 +21,4 @@ pub mod pb {
 
 pub mod channel;
 pub mod json;
+pub mod ops;

@@ -7,11 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentgate_model::clock::Clock;
-use bytes::Bytes;
-use http_body_util::Full;
+use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -122,10 +120,13 @@ pub async fn run(
         http_addr: listeners.http.local_addr().map_err(|e| e.to_string())?,
         gateway: gateway.clone(),
     };
-    let health = tokio::spawn(serve_health(
+    let probe = Arc::new(EdgeProbe {
+        follower: follower.clone(),
+        gateway: gateway.clone(),
+    });
+    let health = tokio::spawn(agentgate_proto::ops::serve_health(
         listeners.http,
-        follower.clone(),
-        gateway.clone(),
+        probe,
         metrics,
     ));
     on_ready(&running);
@@ -195,86 +196,37 @@ fn start_view(follower: &Follower, policies: PolicyCache) -> watch::Receiver<Arc
     rx
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r
-}
-
-fn health(
-    req: &Request<Incoming>,
-    follower: &Follower,
-    gateway: &Gateway,
-    metrics: Option<&PrometheusHandle>,
-) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
-    }
-    match req.uri().path() {
-        "/livez" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => {
-            if follower.is_fresh() {
-                text(StatusCode::OK, "ready\n".into())
-            } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not ready: the snapshot is not confirmed fresh by the core\n".into(),
-                )
-            }
-        }
-        "/metrics" => {
-            let Some(m) = metrics else {
-                return text(StatusCode::NOT_FOUND, "metrics are not enabled\n".into());
-            };
-            metrics::gauge!("agentgate_edge_lease_remaining_seconds")
-                .set(follower.lease_remaining().as_secs_f64());
-            metrics::gauge!("agentgate_edge_snapshot_fresh").set(if follower.is_fresh() {
-                1.0
-            } else {
-                0.0
-            });
-            metrics::gauge!("agentgate_edge_audit_backlog_records")
-                .set(gateway.audit.backlog() as f64);
-            metrics::gauge!("agentgate_edge_inflight").set(
-                gateway
-                    .settings
-                    .inflight_max
-                    .saturating_sub(gateway.inflight.available_permits()) as f64,
-            );
-            let mut r = text(StatusCode::OK, m.render());
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            r
-        }
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found: try /livez, /readyz or /metrics\n".into(),
-        ),
-    }
-}
-
-async fn serve_health(
-    listener: TcpListener,
+/// The edge's answers to `/readyz` and `/metrics`.
+struct EdgeProbe {
     follower: Follower,
     gateway: Arc<Gateway>,
-    metrics: Option<PrometheusHandle>,
-) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let (follower, gateway, metrics) = (follower.clone(), gateway.clone(), metrics.clone());
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let resp = health(&req, &follower, &gateway, metrics.as_ref());
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+}
+
+impl agentgate_proto::ops::Probe for EdgeProbe {
+    fn readiness(&self) -> Result<(), String> {
+        if self.follower.is_fresh() {
+            Ok(())
+        } else {
+            Err("the snapshot is not confirmed fresh by the core".into())
+        }
+    }
+
+    fn before_scrape(&self) {
+        let (follower, gateway) = (&self.follower, &self.gateway);
+        metrics::gauge!("agentgate_edge_lease_remaining_seconds")
+            .set(follower.lease_remaining().as_secs_f64());
+        metrics::gauge!("agentgate_edge_snapshot_fresh").set(if follower.is_fresh() {
+            1.0
+        } else {
+            0.0
         });
+        metrics::gauge!("agentgate_edge_audit_backlog_records").set(gateway.audit.backlog() as f64);
+        metrics::gauge!("agentgate_edge_inflight").set(
+            gateway
+                .settings
+                .inflight_max
+                .saturating_sub(gateway.inflight.available_permits()) as f64,
+        );
     }
 }
 
@@ -342,14 +294,5 @@ pub fn init_metrics() -> Result<PrometheusHandle, String> {
 
 /// Structured JSON logs (or text for terminals) on stderr; level from `RUST_LOG`.
 pub fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if format == "text" {
-        builder.try_init()
-    } else {
-        builder.json().try_init()
-    };
+    agentgate_proto::ops::init_logs(format, "info");
 }

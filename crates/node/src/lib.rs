@@ -124,7 +124,11 @@ pub async fn run(
         }
     }
 
-    let http_task = tokio::spawn(http::serve(http_listener, app.clone(), metrics));
+    let http_task = tokio::spawn(agentgate_proto::ops::serve_health(
+        http_listener,
+        app.clone(),
+        Some(metrics),
+    ));
     let metrics_task = tokio::spawn(telemetry::export_raft_metrics(app.clone()));
     let sweep_task = tokio::spawn(sweep(app.clone()));
 

@@ -11,16 +11,7 @@ use crate::app::App;
 
 /// Structured JSON logs (or text for terminals); level from `RUST_LOG`, default `info`.
 pub fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if format == "text" {
-        builder.try_init()
-    } else {
-        builder.json().try_init()
-    };
+    agentgate_proto::ops::init_logs(format, "info,openraft=warn");
 }
 
 /// Installs the process-wide Prometheus recorder and describes every metric.

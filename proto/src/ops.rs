@@ -1,0 +1,102 @@
+//! What every AgentGate binary serves besides its API: structured logs, and `/livez`,
+//! `/readyz`, `/metrics` over plain HTTP/1 on their own listener.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+/// Structured JSON logs (or `text` for terminals) on stderr; level from `RUST_LOG`, else
+/// `default_filter`.
+pub fn init_logs(format: &str, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "text" {
+        builder.try_init()
+    } else {
+        builder.json().try_init()
+    };
+}
+
+/// What `/readyz` and `/metrics` ask the binary.
+pub trait Probe: Send + Sync + 'static {
+    /// Ready to serve, or why not.
+    fn readiness(&self) -> Result<(), String>;
+    /// Refreshes the gauges read at scrape time, just before `/metrics` renders.
+    fn before_scrape(&self) {}
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
+
+fn handle(
+    probe: &dyn Probe,
+    metrics: Option<&PrometheusHandle>,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+    }
+    match req.uri().path() {
+        "/livez" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match probe.readiness() {
+            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        },
+        "/metrics" => {
+            let Some(m) = metrics else {
+                return text(StatusCode::NOT_FOUND, "metrics are not enabled\n".into());
+            };
+            probe.before_scrape();
+            let mut r = text(StatusCode::OK, m.render());
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /livez, /readyz or /metrics\n".into(),
+        ),
+    }
+}
+
+/// Serves `/livez`, `/readyz` and `/metrics` until the task is dropped.
+pub async fn serve_health(
+    listener: TcpListener,
+    probe: Arc<dyn Probe>,
+    metrics: Option<PrometheusHandle>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (probe, metrics) = (probe.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let resp = handle(probe.as_ref(), metrics.as_ref(), &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
