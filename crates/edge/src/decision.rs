@@ -181,13 +181,17 @@ pub fn decide_call(
         Err(d) => return deny(d),
     };
     let verdict = match cache.get(state, &agent.tenant, &versions.enforced).as_ref() {
-        Err(e) => Verdict::Deny(Denial::new(
-            code::NO_POLICY,
-            format!(
-                "policy version `{}` cannot be used, denying: {e}",
-                versions.enforced
-            ),
-        )),
+        Err(e) => {
+            let mut d = Denial::new(
+                code::NO_POLICY,
+                format!(
+                    "policy version `{}` cannot be used, denying: {e}",
+                    versions.enforced
+                ),
+            );
+            d.policy_version = Some(versions.enforced.clone());
+            Verdict::Deny(d)
+        }
         Ok(policy) => {
             let v = policy.decide(facts);
             match v.outcome {
@@ -202,6 +206,7 @@ pub fn decide_call(
                 Outcome::Deny => {
                     let mut d = Denial::new(code::POLICY_DENIED, v.reason);
                     d.policy_ids = v.policy_ids;
+                    d.policy_version = Some(versions.enforced.clone());
                     Verdict::Deny(d)
                 }
             }

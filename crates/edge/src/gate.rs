@@ -35,6 +35,9 @@ pub struct Denial {
     pub approval_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// The policy version that denied (audited; not part of the error's data).
+    #[serde(skip)]
+    pub policy_version: Option<String>,
 }
 
 impl Denial {
@@ -46,6 +49,7 @@ impl Denial {
             kill_switch: None,
             approval_id: None,
             retry_after_ms: None,
+            policy_version: None,
         }
     }
 }

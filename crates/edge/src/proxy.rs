@@ -848,7 +848,8 @@ impl Gateway {
         });
         let (version, policy_ids, reason) = match decided.verdict {
             Verdict::Deny(d) => {
-                return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, None);
+                let version = d.policy_version.clone();
+                return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, version);
             }
             Verdict::Allow {
                 version,

@@ -208,6 +208,31 @@ impl Scope {
         }
     }
 
+    /// Parses a key made by [`Scope::key`] (what `agentgate-admin switches list` shows).
+    pub fn from_key(key: &str) -> Option<Scope> {
+        let parts: Vec<&str> = key.split('/').collect();
+        let s = |x: &str| x.to_string();
+        Some(match parts.as_slice() {
+            ["global"] => Scope::Global,
+            ["region", region] => Scope::Region { region: s(region) },
+            ["tenant", tenant] => Scope::Tenant { tenant: s(tenant) },
+            ["agent", tenant, agent] => Scope::Agent {
+                tenant: s(tenant),
+                agent: s(agent),
+            },
+            ["tool", tool] => Scope::Tool { tool: s(tool) },
+            ["tenant-tool", tenant, tool] => Scope::TenantTool {
+                tenant: s(tenant),
+                tool: s(tool),
+            },
+            ["session", tenant, session] => Scope::Session {
+                tenant: s(tenant),
+                session: s(session),
+            },
+            _ => return None,
+        })
+    }
+
     /// Every name inside the scope, for validation.
     pub fn names(&self) -> Vec<(&'static str, &str)> {
         match self {
@@ -343,6 +368,41 @@ impl Entity {
             },
             Entity::Quota(q) => Some(&q.scope.tenant),
             Entity::Approval(a) => Some(&a.tenant),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_keys_parse_back() {
+        let scopes = [
+            Scope::Global,
+            Scope::Region {
+                region: "eu".into(),
+            },
+            Scope::Tenant { tenant: "t".into() },
+            Scope::Agent {
+                tenant: "t".into(),
+                agent: "a".into(),
+            },
+            Scope::Tool { tool: "x".into() },
+            Scope::TenantTool {
+                tenant: "t".into(),
+                tool: "x".into(),
+            },
+            Scope::Session {
+                tenant: "t".into(),
+                session: "s".into(),
+            },
+        ];
+        for scope in scopes {
+            assert_eq!(Scope::from_key(&scope.key()), Some(scope));
+        }
+        for bad in ["", "nope", "tenant", "tenant/a/b", "agent/t", "global/x"] {
+            assert_eq!(Scope::from_key(bad), None, "{bad}");
         }
     }
 }

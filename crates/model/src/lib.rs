@@ -10,6 +10,7 @@
 //! - [`change`]: what one applied command changed, for persistence and for edge watch deltas.
 //! - [`policy`]: Cedar package validation and hashing.
 //! - [`decide`]: a package compiled once, and the fail-closed `decide(call) -> Verdict`.
+//! - [`cases`]: policy test cases (request → expected decision) and their evaluation.
 //! - [`digest`]: argument and tool-definition digests (approvals, audit, pins).
 //! - [`audit`]: decision records, the hash chain, and its verification.
 //! - [`query`]: the read requests the admin API answers.
@@ -22,6 +23,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod cases;
 pub mod change;
 pub mod clock;
 pub mod command;

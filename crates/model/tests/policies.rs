@@ -8,27 +8,10 @@
 
 use std::path::PathBuf;
 
-use agentgate_model::decide::{CallFacts, CompiledPolicy, Outcome};
+use agentgate_model::cases::{self, CaseFile};
+use agentgate_model::decide::{CompiledPolicy, Outcome};
 use agentgate_model::entity::PolicyPackage;
 use agentgate_model::policy::package_digest;
-use serde::Deserialize;
-use serde_json::Value;
-
-#[derive(Deserialize)]
-struct CaseFile {
-    policies: String,
-    base: Value,
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    #[serde(default)]
-    call: serde_json::Map<String, Value>,
-    expect: Outcome,
-    policy_ids: Vec<String>,
-}
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies")
@@ -61,26 +44,24 @@ fn every_policy_file_decides_its_cases() {
     let mut checked = 0;
     for f in files {
         let cf: CaseFile = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
-        let text = std::fs::read_to_string(dir().join(&cf.policies)).unwrap();
+        let text = std::fs::read_to_string(dir().join(cf.policies.as_deref().unwrap())).unwrap();
         let compiled = CompiledPolicy::compile(&package(&text)).unwrap_or_else(|e| {
-            panic!("{} does not validate against the schema: {e}", cf.policies)
+            panic!(
+                "{:?} does not validate against the schema: {e}",
+                cf.policies
+            )
         });
-        for case in cf.cases {
-            let mut call = cf.base.clone();
-            for (k, v) in case.call {
-                call[k] = v;
-            }
-            let facts: CallFacts = serde_json::from_value(call).unwrap();
-            let verdict = compiled.decide(&facts);
-            let mut ids = verdict.policy_ids.clone();
-            ids.sort();
-            assert_eq!(
-                (verdict.outcome, ids),
-                (case.expect, case.policy_ids.clone()),
-                "{}: case `{}` ({})",
-                cf.policies,
-                case.name,
-                verdict.reason
+        for r in cases::run(&compiled, &cf) {
+            assert!(
+                r.expect.is_some() && r.expect_policy_ids.is_some(),
+                "{}: case `{}` expects nothing",
+                f.display(),
+                r.name
+            );
+            assert!(
+                r.passed,
+                "{:?}: case `{}`: {:?}, expected {:?} {:?}",
+                cf.policies, r.name, r.verdict, r.expect, r.expect_policy_ids
             );
             checked += 1;
         }

@@ -15,8 +15,7 @@
 )]
 #![allow(clippy::disallowed_methods)] // a benchmark measures wall time
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use agentgate_testkit as common;
 #[path = "support/stats.rs"]
 mod stats;
 

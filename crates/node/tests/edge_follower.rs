@@ -7,7 +7,7 @@
     clippy::disallowed_methods // real processes run on real time
 )]
 
-mod common;
+use agentgate_testkit as common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,7 +9,7 @@
     clippy::disallowed_methods
 )]
 
-mod common;
+use agentgate_testkit as common;
 
 use std::time::Instant;
 

@@ -6,7 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use agentgate_testkit as common;
 
 use std::process::Command;
 

@@ -1,4 +1,9 @@
-//! Real `agentgate-node` processes on 127.0.0.1 for end-to-end tests.
+//! The harness of AgentGate's end-to-end tests and benchmarks: real `agentgate-node` processes
+//! on 127.0.0.1 (this module) and edges, MCP servers and clients around them ([`mcp`]).
+//!
+//! Binaries are found beside the running test executable (`target/<profile>/`, one level above
+//! `deps/`), where cargo builds a workspace's binaries for its tests and benches;
+//! `AGENTGATE_BIN_DIR` points elsewhere.
 //!
 //! Nodes bind port 0 and print their addresses; a restarted node reuses its gRPC address (its
 //! peers know it by that address). Every wait polls a condition under a deadline; nothing sleeps
@@ -30,6 +35,30 @@ use tonic::transport::Channel;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// The path of one of the workspace's binaries (`agentgate-node`, `agentgate-edge`,
+/// `agentgate-admin`), failing with what to run when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("AGENTGATE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("current test executable");
+            let deps = exe.parent().expect("executable directory");
+            // Tests and benches run from target/<profile>/deps; binaries sit one level up.
+            if deps.ends_with("deps") {
+                deps.parent().expect("profile directory").to_path_buf()
+            } else {
+                deps.to_path_buf()
+            }
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (cargo build --workspace --all-targets)",
+        path.display()
+    );
+    path
+}
+
 pub struct NodeProc {
     pub id: u64,
     pub grpc: String,
@@ -51,7 +80,7 @@ pub struct Cluster {
 }
 
 fn spawn(id: u64, listen: &str, data_dir: &PathBuf, extra: &[String]) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate-node"))
+    let mut child = Command::new(bin("agentgate-node"))
         .args([
             "--id",
             &id.to_string(),

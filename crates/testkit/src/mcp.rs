@@ -117,13 +117,7 @@ pub struct Edge {
 
 impl Edge {
     pub fn start(c: &Cluster, extra: &[&str]) -> Edge {
-        let bin =
-            PathBuf::from(env!("CARGO_BIN_EXE_agentgate-node")).with_file_name("agentgate-edge");
-        assert!(
-            bin.exists(),
-            "{} is missing: build the workspace (cargo build --workspace)",
-            bin.display()
-        );
+        let bin = super::bin("agentgate-edge");
         let core: Vec<String> = c.nodes.iter().map(|n| n.grpc.clone()).collect();
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
