@@ -126,7 +126,8 @@ pub enum Verdict {
         version: String,
         policy_ids: Vec<String>,
     },
-    Deny(Denial),
+    /// Denied, with the policy version that denied when a policy did.
+    Deny(Denial, Option<String>),
 }
 
 /// The verdict plus what a shadow version would have said (audited, never enforced).
@@ -149,7 +150,7 @@ pub fn decide_call(
     retry_after_ms: u64,
 ) -> Decided {
     let deny = |d: Denial| Decided {
-        verdict: Verdict::Deny(d),
+        verdict: Verdict::Deny(d, None),
         shadow: None,
     };
     let named = matches!(
@@ -182,15 +183,14 @@ pub fn decide_call(
     };
     let verdict = match cache.get(state, &agent.tenant, &versions.enforced).as_ref() {
         Err(e) => {
-            let mut d = Denial::new(
+            let d = Denial::new(
                 code::NO_POLICY,
                 format!(
                     "policy version `{}` cannot be used, denying: {e}",
                     versions.enforced
                 ),
             );
-            d.policy_version = Some(versions.enforced.clone());
-            Verdict::Deny(d)
+            Verdict::Deny(d, Some(versions.enforced.clone()))
         }
         Ok(policy) => {
             let v = policy.decide(facts);
@@ -206,8 +206,7 @@ pub fn decide_call(
                 Outcome::Deny => {
                     let mut d = Denial::new(code::POLICY_DENIED, v.reason);
                     d.policy_ids = v.policy_ids;
-                    d.policy_version = Some(versions.enforced.clone());
-                    Verdict::Deny(d)
+                    Verdict::Deny(d, Some(versions.enforced.clone()))
                 }
             }
         }

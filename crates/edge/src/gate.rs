@@ -35,9 +35,6 @@ pub struct Denial {
     pub approval_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
-    /// The policy version that denied (audited; not part of the error's data).
-    #[serde(skip)]
-    pub policy_version: Option<String>,
 }
 
 impl Denial {
@@ -49,7 +46,6 @@ impl Denial {
             kill_switch: None,
             approval_id: None,
             retry_after_ms: None,
-            policy_version: None,
         }
     }
 }

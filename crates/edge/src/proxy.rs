@@ -847,8 +847,7 @@ impl Gateway {
             Outcome::RequireApproval => Decision::RequireApproval,
         });
         let (version, policy_ids, reason) = match decided.verdict {
-            Verdict::Deny(d) => {
-                let version = d.policy_version.clone();
+            Verdict::Deny(d, version) => {
                 return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, version);
             }
             Verdict::Allow {
@@ -1064,7 +1063,7 @@ impl Gateway {
                 now_ms,
                 self.settings.retry_after_ms,
             );
-            !matches!(decided.verdict, Verdict::Deny(_))
+            !matches!(decided.verdict, Verdict::Deny(..))
         });
         Some((tools.len(), total))
     }

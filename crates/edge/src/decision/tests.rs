@@ -113,7 +113,7 @@ fn decide(s: &State, f: &CallFacts, fresh: bool) -> Decided {
 
 fn denial(d: &Decided) -> &Denial {
     match &d.verdict {
-        Verdict::Deny(d) => d,
+        Verdict::Deny(d, _) => d,
         other => panic!("expected a denial, got {other:?}"),
     }
 }
