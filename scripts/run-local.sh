@@ -82,6 +82,14 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 
+cat <<EOF
+up on 127.0.0.1:
+  core nodes   gRPC 7411, 7421, 7431   health/metrics http://127.0.0.1:7412 7422 7432
+  edge         MCP  http://127.0.0.1:7480/t/{tenant}/{server}/mcp   health/metrics http://127.0.0.1:7481
+  MCP server   http://127.0.0.1:7490/mcp (the demo upstream, Python MCP SDK)
+  data, logs   $DIR/
+EOF
+
 export AGENTGATE_ENDPOINT=127.0.0.1:7411,127.0.0.1:7421,127.0.0.1:7431
 export AGENTGATE_ACTOR=demo-operator
 MCP_URL="http://127.0.0.1:7480/t/demo/files/mcp"

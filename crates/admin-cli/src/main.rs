@@ -40,7 +40,13 @@ fn main() -> ExitCode {
     };
     match rt.block_on(cmd::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(mut e) => {
+            if e.hint.is_none() {
+                e.hint = Some(match e.exit {
+                    error::Exit::Invalid => "see the command's usage with --help".to_string(),
+                    _ => "fix what the message names and run the command again".to_string(),
+                });
+            }
             if json {
                 println!(
                     "{}",
