@@ -254,6 +254,14 @@ pub enum RolloutCmd {
         /// Later canary steps, e.g. 25,50,100 (`rollout advance` moves to the next).
         #[arg(long, value_delimiter = ',')]
         steps: Vec<u8>,
+        /// Roll back automatically once the canary version denies more than this percent of
+        /// its calls (checked by the leader from the audit log, after 20 canary calls).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        max_deny_rate: Option<u8>,
+        /// Roll back automatically once more than this percent of the canary's decisions fail
+        /// to evaluate.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        max_error_rate: Option<u8>,
     },
     Status {
         tenant: String,

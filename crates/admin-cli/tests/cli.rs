@@ -649,3 +649,112 @@ async fn errors_say_what_went_wrong_and_exit_with_the_documented_code() {
     assert_eq!(std::fs::read_to_string(&key).unwrap(), "keep me");
     assert_eq!(ok(&ep, &["agent", "list"]).trim(), "(none)");
 }
+
+/// DESIGN G6: a rollout whose canary denies past its guard is rolled back by the leader,
+/// without an operator, and the tenant is back on the previous version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_whose_guard_trips_rolls_back_by_itself() {
+    let c = Cluster::start_initialized(3, &[]).await;
+    let ep = endpoints(&c);
+    let dir = tempfile::tempdir().unwrap();
+    let (_upstream, url) = python_upstream().await;
+    ok(&ep, &["tenant", "create", "acme"]);
+    let key = ok_json(&ep, &["agent", "create", "acme", "bot"])["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&ep, &["upstream", "add", "acme", "files", "--url", &url]);
+    ok(
+        &ep,
+        &[
+            "policy",
+            "push",
+            "acme",
+            "policies/default.cedar",
+            "--version",
+            "v1",
+            "--activate",
+        ],
+    );
+    let strict = dir.path().join("strict.cedar");
+    std::fs::write(
+        &strict,
+        r#"@id("list-tools") permit (principal, action == Action::"list_tools", resource);
+@id("no-echo") forbid (principal, action, resource) when { resource.name == "echo" };
+@id("read-only-tools") permit (principal, action == Action::"call_tool", resource)
+when { resource.read_only && !resource.destructive };"#,
+    )
+    .unwrap();
+    ok(
+        &ep,
+        &[
+            "policy",
+            "push",
+            "acme",
+            strict.to_str().unwrap(),
+            "--version",
+            "v2",
+        ],
+    );
+    let started = ok_json(
+        &ep,
+        &[
+            "rollout",
+            "start",
+            "acme",
+            "--to",
+            "v2",
+            "--canary",
+            "100",
+            "--max-deny-rate",
+            "50",
+        ],
+    );
+    assert_eq!(started["rollout"]["guard"]["max_deny_rate_percent"], 50);
+
+    let edge = Edge::start(&c, &[]);
+    edge.wait_for_revision(started["revision"].as_u64().unwrap())
+        .await;
+    // 30 canary calls, all denied by v2: past 50% once 20 have been counted.
+    let steps: Vec<String> = (0..30)
+        .map(|i| format!(r#"call:echo:{{"text": "call {i}"}}"#))
+        .collect();
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let out = py_client(&edge.url("acme", "files"), &key, "auto", &steps).await;
+    assert!(out.iter().all(|o| error_code(o) == Some(-32082)), "{out:?}");
+
+    let ep2 = ep.clone();
+    eventually("the guard rolls the rollout back", DEADLINE, || {
+        let ep = ep2.clone();
+        async move {
+            ok_json(&ep, &["rollout", "status", "acme"])["rollout"]["state"] == "rolled_back"
+        }
+    })
+    .await;
+    let st = ok_json(&ep, &["rollout", "status", "acme"]);
+    let last = st["rollout"]["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["actor"], "system", "{st}");
+    assert!(
+        last["note"].as_str().unwrap().contains("the canary denied"),
+        "{st}"
+    );
+    assert_eq!(st["enforced_version"], "v1", "{st}");
+    // Back on v1, echo is allowed again (once the edge has the rollback).
+    let rev = ok_json(&ep, &["cluster", "status"])["node"]["revision"]
+        .as_u64()
+        .unwrap();
+    edge.wait_for_revision(rev).await;
+    let again = py_client(
+        &edge.url("acme", "files"),
+        &key,
+        "auto",
+        &[r#"call:echo:{"text": "ok"}"#],
+    )
+    .await;
+    assert_eq!(again[0]["result"], "ok", "{again:?}");
+}

@@ -11,6 +11,7 @@
 //! - [`policy`]: Cedar package validation and hashing.
 //! - [`decide`]: a package compiled once, and the fail-closed `decide(call) -> Verdict`.
 //! - [`cases`]: policy test cases (request → expected decision) and their evaluation.
+//! - [`guard`]: rollout guards: canary decisions against thresholds (automatic rollback).
 //! - [`digest`]: argument and tool-definition digests (approvals, audit, pins).
 //! - [`audit`]: decision records, the hash chain, and its verification.
 //! - [`query`]: the read requests the admin API answers.
@@ -31,6 +32,7 @@ pub mod decide;
 pub mod digest;
 pub mod entity;
 pub mod error;
+pub mod guard;
 pub mod ids;
 pub mod limits;
 pub mod policy;

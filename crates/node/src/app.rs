@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentgate_model::command::CommandResult;
-use agentgate_model::entity::{Entity, EntityKey, Kind};
+use agentgate_model::entity::{Entity, EntityKey, Kind, Rollout, RolloutState};
+use agentgate_model::guard::{CanaryStats, tripped};
 use agentgate_model::limits::{GRPC_MESSAGE_BYTES_MAX, RAFT_ENTRY_BYTES_MAX, TEXT_BYTES_MAX};
+use agentgate_model::query::AuditFilter;
 use agentgate_model::query::{Query, QueryResult};
 use agentgate_model::{Command, Op};
 use agentgate_proto::json;
@@ -48,7 +50,20 @@ pub struct App {
     pub rpc_timeout: Duration,
     peers: Mutex<HashMap<String, AdminClient<Channel>>>,
     rng: Mutex<Box<dyn RngCore + Send>>,
+    /// Per tenant: how far the leader has counted a guarded rollout's canary decisions.
+    guards: Mutex<HashMap<String, GuardScan>>,
 }
+
+/// A guarded rollout's canary decisions counted so far (leader memory; a new leader recounts).
+struct GuardScan {
+    to_version: String,
+    since_ms: u64,
+    after_seq: u64,
+    stats: CanaryStats,
+}
+
+/// Audit pages a guard check reads per tenant per sweep (the rest waits for the next sweep).
+const GUARD_PAGES_PER_SWEEP: usize = 10;
 
 /// Records an RPC's latency when dropped.
 pub struct RpcTimer<'a> {
@@ -95,6 +110,7 @@ impl App {
             rpc_timeout,
             peers: Mutex::default(),
             rng: Mutex::new(rng),
+            guards: Mutex::default(),
         }
     }
 
@@ -529,6 +545,79 @@ impl App {
             }
             if approvals {
                 ops.push(Op::ExpireApprovals);
+            }
+        }
+        ops
+    }
+
+    /// Rollbacks due because a running rollout's guard tripped (DESIGN G6), for the leader.
+    /// Counts each guarded rollout's canary decisions from the audit log incrementally.
+    pub fn due_rollbacks(&self) -> Vec<Op> {
+        let rollouts: Vec<Rollout> = self
+            .reader
+            .with_state(|s| {
+                s.rollouts
+                    .values()
+                    .filter(|r| r.state == RolloutState::Running)
+                    .filter(|r| {
+                        r.guard.max_deny_rate_percent.is_some()
+                            || r.guard.max_error_rate_percent.is_some()
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Ok(mut scans) = self.guards.lock() else {
+            return Vec::new();
+        };
+        scans.retain(|t, _| rollouts.iter().any(|r| &r.tenant == t));
+        let mut ops = Vec::new();
+        for r in rollouts {
+            let since_ms = r
+                .history
+                .iter()
+                .rev()
+                .find(|e| e.action == "start")
+                .or(r.history.first())
+                .map_or(0, |e| e.time_ms);
+            let scan = scans.entry(r.tenant.clone()).or_insert_with(|| GuardScan {
+                to_version: r.to_version.clone(),
+                since_ms,
+                after_seq: 0,
+                stats: CanaryStats::default(),
+            });
+            if scan.to_version != r.to_version || scan.since_ms != since_ms {
+                *scan = GuardScan {
+                    to_version: r.to_version.clone(),
+                    since_ms,
+                    after_seq: 0,
+                    stats: CanaryStats::default(),
+                };
+            }
+            for _ in 0..GUARD_PAGES_PER_SWEEP {
+                let filter = AuditFilter {
+                    tenant: Some(r.tenant.clone()),
+                    since_ms: Some(since_ms),
+                    after_seq: Some(scan.after_seq),
+                    ..AuditFilter::default()
+                };
+                let Ok(page) = self.reader.audit_query(&filter) else {
+                    break;
+                };
+                for rec in &page.records {
+                    scan.stats.count(&rec.entry, &r.to_version);
+                    scan.after_seq = scan.after_seq.max(rec.seq);
+                }
+                match page.next_after_seq {
+                    Some(n) => scan.after_seq = scan.after_seq.max(n),
+                    None => break,
+                }
+            }
+            if let Some(reason) = tripped(&r.guard, &scan.stats) {
+                ops.push(Op::RollbackRollout {
+                    tenant: r.tenant.clone(),
+                    reason,
+                });
             }
         }
         ops

@@ -173,7 +173,8 @@ pub async fn run(
     served.context("grpc server failed")
 }
 
-/// On the leader, proposes sweeps of expired kill switches and approvals when any are due.
+/// On the leader, proposes sweeps of expired kill switches and approvals when any are due, and
+/// the rollback of any rollout whose guard tripped.
 async fn sweep(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -182,7 +183,13 @@ async fn sweep(app: Arc<App>) {
         if app.raft.metrics().borrow().current_leader != Some(app.id) {
             continue;
         }
-        for op in app.due_sweeps(app.clock.now_ms()) {
+        let mut due = app.due_sweeps(app.clock.now_ms());
+        // Counting reads the audit index from RocksDB: off the async workers.
+        let guarded = app.clone();
+        if let Ok(rollbacks) = tokio::task::spawn_blocking(move || guarded.due_rollbacks()).await {
+            due.extend(rollbacks);
+        }
+        for op in due {
             if let Err(e) = app.propose_local(op, "system".into()).await {
                 tracing::warn!(error = %e, "sweep failed");
             }

@@ -17,14 +17,18 @@ pub async fn run(ctx: &mut Ctx, cmd: RolloutCmd) -> Result<()> {
             to,
             canary,
             steps,
+            max_deny_rate,
+            max_error_rate,
         } => (
             Op::StartRollout {
                 tenant: tenant.clone(),
                 to_version: to.clone(),
                 canary_percent: canary,
                 steps,
-                // Automatic rollback guards are not enforced by the core yet; none are set.
-                guard: RolloutGuard::default(),
+                guard: RolloutGuard {
+                    max_deny_rate_percent: max_deny_rate,
+                    max_error_rate_percent: max_error_rate,
+                },
             },
             format!("rollout of tenant `{tenant}` to `{to}` started at {canary}%"),
         ),
@@ -135,11 +139,14 @@ fn describe(r: &Rollout) -> String {
             .collect::<Vec<_>>()
             .join(" → ")
     };
+    let guard = |g: Option<u8>| g.map_or("off".to_string(), |p| format!("{p}%"));
     format!(
-        "rollout {} → {}: {:?}, canary {}%, next steps: {steps}",
+        "rollout {} → {}: {:?}, canary {}%, next steps: {steps}; automatic rollback above deny rate {}, error rate {}",
         opt(r.from_version.as_deref()),
         r.to_version,
         r.state,
         r.canary_percent,
+        guard(r.guard.max_deny_rate_percent),
+        guard(r.guard.max_error_rate_percent)
     )
 }
