@@ -62,6 +62,17 @@ struct GuardScan {
     stats: CanaryStats,
 }
 
+impl GuardScan {
+    fn new(to_version: &str, since_ms: u64) -> Self {
+        GuardScan {
+            to_version: to_version.to_string(),
+            since_ms,
+            after_seq: 0,
+            stats: CanaryStats::default(),
+        }
+    }
+}
+
 /// Audit pages a guard check reads per tenant per sweep (the rest waits for the next sweep).
 const GUARD_PAGES_PER_SWEEP: usize = 10;
 
@@ -580,19 +591,11 @@ impl App {
                 .find(|e| e.action == "start")
                 .or(r.history.first())
                 .map_or(0, |e| e.time_ms);
-            let scan = scans.entry(r.tenant.clone()).or_insert_with(|| GuardScan {
-                to_version: r.to_version.clone(),
-                since_ms,
-                after_seq: 0,
-                stats: CanaryStats::default(),
-            });
+            let scan = scans
+                .entry(r.tenant.clone())
+                .or_insert_with(|| GuardScan::new(&r.to_version, since_ms));
             if scan.to_version != r.to_version || scan.since_ms != since_ms {
-                *scan = GuardScan {
-                    to_version: r.to_version.clone(),
-                    since_ms,
-                    after_seq: 0,
-                    stats: CanaryStats::default(),
-                };
+                *scan = GuardScan::new(&r.to_version, since_ms);
             }
             for _ in 0..GUARD_PAGES_PER_SWEEP {
                 let filter = AuditFilter {

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::path::Path;
 
 use agentgate_model::Op;
-use agentgate_model::entity::{Entity, Kind, Transport, join_key};
+use agentgate_model::entity::{Entity, Kind, Transport};
 use serde_json::{Value, json};
 
-use super::{Ctx, entity_value, key_value};
+use super::{Ctx, entity_json, entity_value, key_value};
 use crate::cli::{AgentCmd, TenantCmd, UpstreamCmd};
 use crate::error::{CliError, Result};
 use crate::out::{opt, table, time};
@@ -108,10 +108,7 @@ pub async fn agent(ctx: &mut Ctx, cmd: AgentCmd) -> Result<()> {
                     return Err(e);
                 }
             };
-            let entity = match &p.response {
-                agentgate_model::Response::Entity(e) => entity_value(e),
-                _ => Value::Null,
-            };
+            let entity = entity_json(&p.response);
             let written = match (&mut file, &key_file) {
                 (Some(fh), Some(f)) => {
                     match writeln!(fh, "{}", p.api_key).and_then(|()| fh.sync_all()) {
@@ -283,10 +280,6 @@ pub fn emit_list(ctx: &Ctx, all: &[Entity], text: impl FnOnce() -> String) {
 
 pub fn not_found(kind: &str, key: &str) -> CliError {
     CliError::from_status(&tonic::Status::not_found(format!("{kind} `{key}`")))
-}
-
-pub fn key(parts: &[&str]) -> String {
-    join_key(parts)
 }
 
 /// Creates a new file readable only by its owner (never overwriting one).

@@ -46,7 +46,8 @@ impl Ctx {
     }
 }
 
-fn entity_json(r: &Response) -> Value {
+/// The entity a proposal answered, or null.
+pub fn entity_json(r: &Response) -> Value {
     match r {
         Response::Entity(e) => entity_value(e),
         _ => Value::Null,

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use agentgate_model::Op;
 use agentgate_model::cases::{self, CaseFile};
 use agentgate_model::decide::CompiledPolicy;
-use agentgate_model::entity::{Entity, Kind, PolicyPackage};
+use agentgate_model::entity::{Entity, Kind, PolicyPackage, join_key};
 use agentgate_model::policy::{package_digest, validate_package};
 use serde_json::json;
 use similar::TextDiff;
 
-use super::entities::{emit_list, key, not_found};
-use super::{Ctx, entity_value};
+use super::entities::{emit_list, not_found};
+use super::{Ctx, entity_json, entity_value};
 use crate::cli::{PackageFiles, Part, PolicyCmd};
 use crate::error::{CliError, Exit, Result};
 use crate::out::{opt, table, time};
@@ -104,10 +104,7 @@ pub async fn run(ctx: &mut Ctx, cmd: PolicyCmd) -> Result<()> {
                 };
                 revision = ctx.client.propose(op).await?.revision;
             }
-            let entity = match &pushed.response {
-                agentgate_model::Response::Entity(e) => entity_value(e),
-                _ => serde_json::Value::Null,
-            };
+            let entity = entity_json(&pushed.response);
             ctx.out.emit(
                 &json!({"ok": true, "revision": revision, "entity": entity, "activated": activate}),
                 || {
@@ -259,7 +256,7 @@ pub async fn run(ctx: &mut Ctx, cmd: PolicyCmd) -> Result<()> {
 async fn package(ctx: &mut Ctx, tenant: &str, version: &str) -> Result<PolicyPackage> {
     match ctx
         .client
-        .get(Kind::Policy, &key(&[tenant, version]))
+        .get(Kind::Policy, &join_key(&[tenant, version]))
         .await?
     {
         Some(Entity::Policy(p)) => Ok(p),
