@@ -6,20 +6,26 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-/// A channel to `addr` (`host:port`, or a full `http(s)://` URI).
-pub fn lazy(addr: &str, rpc_timeout: Duration) -> Result<Channel, String> {
+use crate::net::Dialer;
+
+/// A channel to `addr` (`host:port`, or a full `http(s)://` URI), dialed with `dialer`.
+pub fn lazy(addr: &str, rpc_timeout: Duration, dialer: &Dialer) -> Result<Channel, String> {
     let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_string()
     } else {
         format!("http://{addr}")
     };
     let ep = Endpoint::from_shared(uri).map_err(|e| format!("bad address `{addr}`: {e}"))?;
-    Ok(ep
+    let ep = ep
         .connect_timeout(rpc_timeout.min(Duration::from_secs(2)))
         .timeout(rpc_timeout)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2))
         .keep_alive_while_idle(true)
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .tcp_nodelay(true);
+    Ok(if dialer.is_tcp() {
+        ep.connect_lazy()
+    } else {
+        ep.connect_with_connector_lazy(dialer.clone())
+    })
 }

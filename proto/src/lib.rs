@@ -3,6 +3,7 @@
 //!
 //! - [`pb`]: the generated messages, clients and servers.
 //! - [`channel`]: the one way to dial a core node (deadlines, keepalive).
+//! - [`net`]: the transport seam (dialers and listeners; TCP or a simulated network).
 //! - [`json`]: encoding/decoding of the `*_json` payload fields (model types as serde JSON).
 //! - [`ops`]: what every binary serves besides its API: logs, `/livez` `/readyz` `/metrics`.
 #![forbid(unsafe_code)]
@@ -21,4 +22,5 @@ pub mod pb {
 
 pub mod channel;
 pub mod json;
+pub mod net;
 pub mod ops;

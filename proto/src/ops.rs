@@ -11,7 +11,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
+
+use crate::net::BoxListener;
 
 /// Structured JSON logs (or `text` for terminals) on stderr; level from `RUST_LOG`, else
 /// `default_filter`.
@@ -80,7 +81,7 @@ fn handle(
 
 /// Serves `/livez`, `/readyz` and `/metrics` until the task is dropped.
 pub async fn serve_health(
-    listener: TcpListener,
+    mut listener: BoxListener,
     probe: Arc<dyn Probe>,
     metrics: Option<PrometheusHandle>,
 ) {

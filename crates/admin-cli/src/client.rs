@@ -54,7 +54,7 @@ impl Client {
 
     /// A client for one address (used to ask each member for its own status).
     pub fn dial(addr: &str, timeout: Duration) -> Result<AdminClient<Channel>> {
-        agentgate_proto::channel::lazy(addr, timeout)
+        agentgate_proto::channel::lazy(addr, timeout, &agentgate_proto::net::Dialer::tcp())
             .map(AdminClient::new)
             .map_err(|e| {
                 CliError::invalid(e).hint("endpoints are HOST:PORT of a core node's gRPC listener")

@@ -126,6 +126,7 @@ fn bench(c: &mut Criterion) {
             batch_records_max: 1_000,
             flush_interval: Duration::from_secs(3600),
             rpc_timeout: Duration::from_millis(100),
+            dialer: agentgate_proto::net::Dialer::tcp(),
         })
         .unwrap()
     });

@@ -5,6 +5,7 @@
 //! the pending request for this exact call (same tenant, agent, tool and argument digest), or
 //! opens one. The agent gets the approval id in the error and retries once it is approved.
 
+use agentgate_proto::net::Dialer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -48,13 +49,14 @@ impl Approvals {
     pub fn new(
         endpoints: &[String],
         rpc_timeout: Duration,
+        dialer: &Dialer,
         actor: String,
         ttl_ms: Option<u64>,
     ) -> Result<Self, String> {
         let clients = endpoints
             .iter()
             .map(|e| {
-                agentgate_proto::channel::lazy(e, rpc_timeout)
+                agentgate_proto::channel::lazy(e, rpc_timeout, dialer)
                     .map(|c| AdminClient::new(c).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX))
             })
             .collect::<Result<Vec<_>, _>>()?;

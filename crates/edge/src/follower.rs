@@ -17,6 +17,7 @@ use agentgate_model::State;
 use agentgate_model::change::Change;
 use agentgate_model::clock::Clock;
 use agentgate_model::limits::GRPC_MESSAGE_BYTES_MAX;
+use agentgate_proto::net::Dialer;
 use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
 use agentgate_proto::pb::{ConfirmRequest, WatchRequest, watch_event};
 use tokio::sync::{Notify, watch};
@@ -37,6 +38,7 @@ pub struct FollowerConfig {
     /// How often to confirm (a third of `max_staleness` tolerates two lost confirmations).
     pub confirm_interval: Duration,
     pub rpc_timeout: Duration,
+    pub dialer: Dialer,
 }
 
 /// A handle to the replica and the lease. Cheap to clone.
@@ -96,7 +98,7 @@ pub fn start(
     let clients = config
         .endpoints
         .iter()
-        .map(|e| client(e, config.rpc_timeout))
+        .map(|e| client(e, config.rpc_timeout, &config.dialer))
         .collect::<Result<Vec<_>, _>>()?;
     let (tx, rx) = watch::channel(Arc::new(State::default()));
     let lease = Arc::new(Mutex::new(Lease::new(config.max_staleness)));
@@ -129,8 +131,12 @@ pub fn start(
     ))
 }
 
-fn client(addr: &str, rpc_timeout: Duration) -> Result<EdgeSyncClient<Channel>, String> {
-    let channel = agentgate_proto::channel::lazy(addr, rpc_timeout)?;
+fn client(
+    addr: &str,
+    rpc_timeout: Duration,
+    dialer: &Dialer,
+) -> Result<EdgeSyncClient<Channel>, String> {
+    let channel = agentgate_proto::channel::lazy(addr, rpc_timeout, dialer)?;
     Ok(EdgeSyncClient::new(channel).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX))
 }
 

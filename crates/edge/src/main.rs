@@ -43,10 +43,10 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> Result<(), String> {
     let metrics = server::init_metrics()?;
     let listeners = Listeners {
-        mcp: tokio::net::TcpListener::bind(config.listen)
+        mcp: agentgate_proto::net::bind(config.listen)
             .await
             .map_err(|e| format!("cannot bind {}: {e}", config.listen))?,
-        http: tokio::net::TcpListener::bind(config.http_listen)
+        http: agentgate_proto::net::bind(config.http_listen)
             .await
             .map_err(|e| format!("cannot bind {}: {e}", config.http_listen))?,
     };
@@ -57,7 +57,10 @@ async fn serve(config: Config) -> Result<(), String> {
         config,
         edge_id,
         listeners,
-        Arc::new(SystemClock),
+        server::Env {
+            clock: Arc::new(SystemClock),
+            dialer: agentgate_proto::net::Dialer::tcp(),
+        },
         Some(metrics),
         |r| {
             // One line on stdout that scripts and tests read to find the bound ports.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentgate_model::clock::Clock;
+use agentgate_proto::net::{BoxListener, Dialer};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -14,7 +15,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::approvals::Approvals;
@@ -33,8 +33,16 @@ pub const HEAD_BYTES_MAX: usize = 64 * 1024;
 pub const H2_STREAMS_MAX: u32 = 256;
 
 pub struct Listeners {
-    pub mcp: TcpListener,
-    pub http: TcpListener,
+    pub mcp: BoxListener,
+    pub http: BoxListener,
+}
+
+/// What the edge takes from its surroundings, so simulations can pass their own.
+#[derive(Clone)]
+pub struct Env {
+    pub clock: Arc<dyn Clock>,
+    /// Dials the core and the upstreams.
+    pub dialer: Dialer,
 }
 
 /// What a started edge reports.
@@ -50,12 +58,17 @@ pub async fn run(
     config: Config,
     edge_id: String,
     listeners: Listeners,
-    clock: Arc<dyn Clock>,
+    env: Env,
     metrics: Option<PrometheusHandle>,
     on_ready: impl FnOnce(&Running),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     config.validate()?;
+    let Env { clock, dialer } = env;
+    let Listeners {
+        mcp: mut mcp_listener,
+        http: http_listener,
+    } = listeners;
     let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
     let core: Vec<String> = config
         .core
@@ -72,6 +85,7 @@ pub async fn run(
             max_staleness,
             confirm_interval: max_staleness / 3,
             rpc_timeout: rpc_timeout.min(max_staleness / 3),
+            dialer: dialer.clone(),
         },
         clock.clone(),
     )?;
@@ -83,6 +97,7 @@ pub async fn run(
         batch_records_max: config.audit_batch,
         flush_interval: Duration::from_millis(config.audit_flush_ms),
         rpc_timeout,
+        dialer: dialer.clone(),
     })?;
     let policies = PolicyCache::new(1024);
     let view = start_view(&follower, policies.clone());
@@ -103,11 +118,12 @@ pub async fn run(
         sessions: SessionKeys::new(config.session_key.as_bytes())?,
         upstreams: Upstreams::new(
             Duration::from_millis(config.upstream_timeout_ms),
-            Duration::from_secs(5),
+            dialer.clone(),
         ),
         approvals: Approvals::new(
             &core,
             rpc_timeout,
+            &dialer,
             format!("edge/{edge_id}"),
             config.approval_ttl_ms,
         )?,
@@ -116,8 +132,8 @@ pub async fn run(
     });
     let running = Running {
         edge_id: edge_id.clone(),
-        mcp_addr: listeners.mcp.local_addr().map_err(|e| e.to_string())?,
-        http_addr: listeners.http.local_addr().map_err(|e| e.to_string())?,
+        mcp_addr: mcp_listener.local_addr().map_err(|e| e.to_string())?,
+        http_addr: http_listener.local_addr().map_err(|e| e.to_string())?,
         gateway: gateway.clone(),
     };
     let probe = Arc::new(EdgeProbe {
@@ -125,7 +141,7 @@ pub async fn run(
         gateway: gateway.clone(),
     });
     let health = tokio::spawn(agentgate_proto::ops::serve_health(
-        listeners.http,
+        http_listener,
         probe,
         metrics,
     ));
@@ -148,9 +164,8 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listeners.mcp.accept() => {
+            accepted = mcp_listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
                 let gw = gateway.clone();
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let gw = gw.clone();

@@ -13,9 +13,10 @@ use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+
+use agentgate_proto::net::Dialer;
 
 use crate::mcp::{META_VERSION, STATELESS};
 use crate::sse;
@@ -67,20 +68,18 @@ pub enum UpstreamError {
 /// The pooled client. Cheap to clone.
 #[derive(Clone)]
 pub struct Upstreams {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Dialer, Full<Bytes>>,
     header_timeout: Duration,
 }
 
 impl Upstreams {
     /// `header_timeout` bounds the wait for the response head; bodies (streams) may run longer.
-    pub fn new(header_timeout: Duration, connect_timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
+    /// Connections are opened by `dialer` (within its connect timeout).
+    pub fn new(header_timeout: Duration, dialer: Dialer) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
-            .build(http);
+            .build(dialer);
         Upstreams {
             client,
             header_timeout,

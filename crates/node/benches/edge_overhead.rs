@@ -132,15 +132,22 @@ fn start_edge(core: Vec<String>) -> (String, Arc<agentgate_edge::proxy::Gateway>
             ])
             .unwrap();
             let listeners = Listeners {
-                mcp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-                http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                mcp: agentgate_proto::net::bind(([127, 0, 0, 1], 0).into())
+                    .await
+                    .unwrap(),
+                http: agentgate_proto::net::bind(([127, 0, 0, 1], 0).into())
+                    .await
+                    .unwrap(),
             };
             let metrics = server::init_metrics().unwrap();
             server::run(
                 config,
                 "bench-edge-1".into(),
                 listeners,
-                Arc::new(SystemClock),
+                server::Env {
+                    clock: Arc::new(SystemClock),
+                    dialer: agentgate_proto::net::Dialer::tcp(),
+                },
                 Some(metrics),
                 move |r| {
                     tx.send((r.mcp_addr.to_string(), r.gateway.clone()))

@@ -13,6 +13,7 @@ use agentgate_model::query::AuditFilter;
 use agentgate_model::query::{Query, QueryResult};
 use agentgate_model::{Command, Op};
 use agentgate_proto::json;
+use agentgate_proto::net::Dialer;
 use agentgate_proto::pb::admin_client::AdminClient;
 use agentgate_proto::pb::{
     AddNodeRequest, ClusterStatus, NodeAddr, ProposeReply, ProposeRequest, ReadIndexRequest,
@@ -35,6 +36,8 @@ pub struct Env {
     pub clock: Arc<dyn Clock>,
     /// Randomness for API keys.
     pub rng: Box<dyn RngCore + Send>,
+    /// How this node dials its peers.
+    pub dialer: Dialer,
 }
 
 /// Marks a request one node forwarded to another, so it is never forwarded twice.
@@ -48,6 +51,7 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub region: String,
     pub rpc_timeout: Duration,
+    pub dialer: Dialer,
     peers: Mutex<HashMap<String, AdminClient<Channel>>>,
     rng: Mutex<Box<dyn RngCore + Send>>,
     /// Per tenant: how far the leader has counted a guarded rollout's canary decisions.
@@ -110,7 +114,7 @@ impl App {
         region: String,
         rpc_timeout: Duration,
     ) -> Self {
-        let Env { clock, rng } = env;
+        let Env { clock, rng, dialer } = env;
         App {
             id,
             raft,
@@ -119,6 +123,7 @@ impl App {
             clock,
             region,
             rpc_timeout,
+            dialer,
             peers: Mutex::default(),
             rng: Mutex::new(rng),
             guards: Mutex::default(),
@@ -160,9 +165,11 @@ impl App {
         if let Some(c) = peers.get(&addr) {
             return Ok(c.clone());
         }
-        let c = AdminClient::new(channel(&addr, self.rpc_timeout).map_err(Status::internal)?)
-            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        let c = AdminClient::new(
+            channel(&addr, self.rpc_timeout, &self.dialer).map_err(Status::internal)?,
+        )
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         peers.insert(addr, c.clone());
         Ok(c)
     }

@@ -29,13 +29,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentgate_model::limits::GRPC_MESSAGE_BYTES_MAX;
+use agentgate_proto::net::BoxListener;
 use agentgate_proto::pb::admin_server::AdminServer;
 use agentgate_proto::pb::edge_sync_server::EdgeSyncServer;
 use agentgate_proto::pb::raft_service_server::RaftServiceServer;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use openraft::BasicNode;
-use tokio::net::TcpListener;
 
 use crate::app::{App, Env};
 use crate::config::Config;
@@ -43,9 +43,9 @@ use crate::config::Config;
 /// The sockets a node serves on, bound by the caller (so tests and simulations pass their own).
 pub struct Listeners {
     /// Raft, Admin and EdgeSync gRPC.
-    pub grpc: TcpListener,
+    pub grpc: BoxListener,
     /// Health and metrics.
-    pub http: TcpListener,
+    pub http: BoxListener,
 }
 
 /// What a running node exposes to its caller.
@@ -80,7 +80,10 @@ pub async fn run(
     let raft = agentgate_raft_store::Raft::new(
         config.id,
         raft_config,
-        network::Network { rpc_timeout },
+        network::Network {
+            rpc_timeout,
+            dialer: env.dialer.clone(),
+        },
         log,
         sm,
     )
@@ -136,7 +139,6 @@ pub async fn run(
         // Unary RPCs end within the client deadline plus slack; watch streams only need their
         // first response within it.
         .timeout(rpc_timeout + Duration::from_secs(1))
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(
@@ -161,7 +163,7 @@ pub async fn run(
     };
     on_ready(&running);
     tracing::info!(id = config.id, %grpc_addr, %http_addr, region = %config.region, "node started");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let incoming = agentgate_proto::net::incoming(grpc);
     let served = grpc_server
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;

@@ -43,12 +43,13 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = agentgate_node::telemetry::init_metrics().map_err(anyhow::Error::msg)?;
     let listeners = Listeners {
-        grpc: tokio::net::TcpListener::bind(config.listen).await?,
-        http: tokio::net::TcpListener::bind(config.http_listen).await?,
+        grpc: agentgate_proto::net::bind(config.listen).await?,
+        http: agentgate_proto::net::bind(config.http_listen).await?,
     };
     let env = Env {
         clock: Arc::new(SystemClock),
         rng: Box::new(rand::rngs::StdRng::from_os_rng()),
+        dialer: agentgate_proto::net::Dialer::tcp(),
     };
     let id = config.id;
     agentgate_node::run(

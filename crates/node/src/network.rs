@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use agentgate_proto::json;
+use agentgate_proto::net::Dialer;
 use agentgate_proto::pb::RaftPayload;
 use agentgate_proto::pb::raft_service_client::RaftServiceClient;
 use agentgate_raft_store::{Node, NodeId, TypeConfig};
@@ -37,6 +38,7 @@ fn payload_prefix<T: Serialize>(entries: &[T], budget: usize) -> usize {
 
 pub struct Network {
     pub rpc_timeout: Duration,
+    pub dialer: Dialer,
 }
 
 pub struct Conn {
@@ -48,7 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Conn {
-        let client = channel(&node.addr, self.rpc_timeout).map(|c| {
+        let client = channel(&node.addr, self.rpc_timeout, &self.dialer).map(|c| {
             RaftServiceClient::new(c)
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)

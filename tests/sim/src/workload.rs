@@ -1,0 +1,413 @@
+//! The simulated users: one operator sets the cluster up; operators then pause, resume, kill
+//! tools, push policies and run rollouts; agents call tools through the edges; a checker reads
+//! the final state. Each records what it saw in the [`History`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentgate_model::command::Op;
+use agentgate_model::entity::{Entity, Kind, PolicyPackage, RolloutGuard, Scope, Transport};
+use agentgate_model::query::{AuditFilter, Query, QueryResult};
+use agentgate_model::audit::{AuditHead, AuditRecord};
+use agentgate_proto::pb::admin_client::AdminClient;
+use agentgate_proto::pb::{ProposeRequest, QueryRequest};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::clock::sim_ms;
+use crate::history::{AdminKind, AdminOp, AdminResult, Call, History, Outcome};
+use crate::net;
+use crate::topology::{MCP_PORT, SERVER, TENANT, Topology, UPSTREAM_HOST, UPSTREAM_PORT};
+
+pub const SCHEMA: &str = include_str!("../../../policies/schema.cedarschema");
+const PERMIT_ALL: &str = r#"@id("list") permit (principal, action == Action::"list_tools", resource);
+@id("call") permit (principal, action == Action::"call_tool", resource);"#;
+const NO_UPDATES: &str = r#"@id("no-updates") forbid (principal, action == Action::"call_tool", resource) when { resource.name == "update" };"#;
+
+/// An admin client for `addr` over the simulated network.
+pub fn admin(addr: &str) -> Result<AdminClient<Channel>, String> {
+    let channel =
+        agentgate_proto::channel::lazy(addr, Duration::from_millis(1_500), &net::dialer())?;
+    Ok(AdminClient::new(channel))
+}
+
+fn classify(status: &tonic::Status) -> AdminResult {
+    use tonic::Code;
+    match status.code() {
+        Code::NotFound | Code::InvalidArgument | Code::AlreadyExists | Code::FailedPrecondition => {
+            AdminResult::Rejected(status.message().to_string())
+        }
+        _ => AdminResult::Unknown(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+pub async fn propose(c: &mut AdminClient<Channel>, op: &Op, actor: &str) -> Result<(u64, String), tonic::Status> {
+    let op_json = serde_json::to_vec(op).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let r = c
+        .propose(ProposeRequest {
+            op_json,
+            actor: actor.into(),
+        })
+        .await?
+        .into_inner();
+    Ok((r.revision, r.api_key))
+}
+
+pub async fn query(c: &mut AdminClient<Channel>, q: &Query) -> Result<QueryResult, tonic::Status> {
+    let query_json = serde_json::to_vec(q).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let r = c.query(QueryRequest { query_json }).await?.into_inner();
+    serde_json::from_slice(&r.result_json).map_err(|e| tonic::Status::internal(e.to_string()))
+}
+
+pub fn package(version: &str, strict: bool) -> PolicyPackage {
+    let policies = if strict {
+        format!("{PERMIT_ALL}\n{NO_UPDATES}")
+    } else {
+        PERMIT_ALL.to_string()
+    };
+    PolicyPackage {
+        tenant: TENANT.into(),
+        version: version.into(),
+        policies,
+        schema: SCHEMA.into(),
+        entities: String::new(),
+        sha256: String::new(),
+        author: "sim".into(),
+        description: String::new(),
+        created_ms: 0,
+        signature: None,
+    }
+}
+
+/// Proposes `op` until the cluster answers (setup runs before the chaos phase).
+async fn until_done(c: &mut AdminClient<Channel>, op: &Op, history: &History) -> Result<String, String> {
+    for attempt in 0..60 {
+        match propose(c, op, "setup").await {
+            Ok((_, key)) => return Ok(key),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(String::new()),
+            Err(s) => {
+                history
+                    .lock()
+                    .notes
+                    .push(format!("setup {} attempt {attempt}: {}", op.name(), s.message()));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    Err(format!("setup step {} never succeeded", op.name()))
+}
+
+/// Creates the tenant, its agent (whose key is stored in `key`), the upstream and policy v1.
+pub async fn setup(topo: Topology, history: History, key: Arc<Mutex<Option<String>>>) -> turmoil::Result {
+    let mut c = admin(&topo.core_endpoints()[0])?;
+    let h = &history;
+    until_done(&mut c, &Op::CreateTenant { id: TENANT.into(), stale_allow_read_only: false }, h).await?;
+    // An agent creation whose answer was lost cannot be retried under the same id (the key is
+    // shown once): try fresh ids until one answers.
+    let mut api_key = String::new();
+    for n in 0..20 {
+        let op = Op::CreateAgent {
+            tenant: TENANT.into(),
+            id: format!("bot-{n}").as_str().into(),
+            roles: vec![],
+            labels: Default::default(),
+            key_hash: String::new(),
+        };
+        if let Ok((_, k)) = propose(&mut c, &op, "setup").await {
+            api_key = k;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if api_key.is_empty() {
+        return Err("no agent could be created".into());
+    }
+    until_done(
+        &mut c,
+        &Op::AddUpstream {
+            tenant: TENANT.into(),
+            name: SERVER.into(),
+            transport: Transport::Http {
+                url: format!("http://{UPSTREAM_HOST}:{UPSTREAM_PORT}/mcp"),
+            },
+            pinned_tools: Default::default(),
+        },
+        h,
+    )
+    .await?;
+    until_done(&mut c, &Op::PushPolicy { package: package("v1", false) }, h).await?;
+    until_done(&mut c, &Op::ActivatePolicy { tenant: TENANT.into(), version: "v1".into() }, h).await?;
+    *key.lock().map_err(|_| "key lock poisoned")? = Some(api_key);
+    Ok(())
+}
+
+/// The scopes operators flip; every agent call is covered by the first two, `update` calls by
+/// the third.
+pub fn scopes() -> [Scope; 3] {
+    [
+        Scope::Global,
+        Scope::Tenant { tenant: TENANT.into() },
+        Scope::Tool { tool: "update".into() },
+    ]
+}
+
+/// One operator: until `stop_ms`, a random admin action every few hundred milliseconds, each
+/// through a random core node.
+pub async fn operator(topo: Topology, index: usize, seed: u64, stop_ms: u64, history: History) -> turmoil::Result {
+    let mut rng = StdRng::seed_from_u64(seed ^ (0x0be7 + index as u64));
+    let endpoints = topo.core_endpoints();
+    let mut clients = Vec::new();
+    for e in &endpoints {
+        clients.push(admin(e)?);
+    }
+    let mut thread = (index as u64) << 32;
+    let mut pushed: Vec<String> = Vec::new();
+    let mut n = 0u32;
+    while sim_ms() < stop_ms {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+        let scope = scopes()[rng.random_range(0..3)].clone();
+        // Switches are released about four times as often as engaged: each scope is engaged
+        // about a fifth of the time, so most calls reach a policy decision.
+        let kind = match rng.random_range(0..100) {
+            0..8 => AdminKind::Engage(scope),
+            8..40 => AdminKind::Release(scope),
+            40..70 => AdminKind::ReadGlobal,
+            70..80 => {
+                n += 1;
+                AdminKind::PushPolicy(format!("v{index}-{n}"))
+            }
+            80..88 => match pushed.last() {
+                Some(v) => AdminKind::Activate(v.clone()),
+                None => AdminKind::ReadGlobal,
+            },
+            88..95 => match pushed.last() {
+                Some(v) => AdminKind::StartRollout(v.clone()),
+                None => AdminKind::ReadGlobal,
+            },
+            _ => AdminKind::Promote,
+        };
+        let i = rng.random_range(0..clients.len());
+        let c = &mut clients[i];
+        let invoked_ms = sim_ms();
+        let invoked_seq = history.next_seq();
+        let result = match &kind {
+            AdminKind::ReadGlobal => {
+                let q = Query::Get { kind: Kind::Switch, key: Scope::Global.key() };
+                match query(c, &q).await {
+                    Ok(QueryResult::Entity(e)) => AdminResult::Ok(Some(e.is_some())),
+                    Ok(other) => AdminResult::Unknown(format!("unexpected answer {other:?}")),
+                    Err(s) => AdminResult::Unknown(format!("{:?}: {}", s.code(), s.message())),
+                }
+            }
+            k => {
+                let op = match k {
+                    AdminKind::Engage(s) => Op::EngageSwitch { scope: s.clone(), reason: "sim".into(), expires_ms: None },
+                    AdminKind::Release(s) => Op::ReleaseSwitch { scope: s.clone() },
+                    AdminKind::PushPolicy(v) => Op::PushPolicy { package: package(v, rng.random_bool(0.5)) },
+                    AdminKind::Activate(v) => Op::ActivatePolicy { tenant: TENANT.into(), version: v.as_str().into() },
+                    AdminKind::StartRollout(v) => Op::StartRollout {
+                        tenant: TENANT.into(),
+                        to_version: v.as_str().into(),
+                        canary_percent: 50,
+                        steps: vec![],
+                        guard: RolloutGuard::default(),
+                    },
+                    AdminKind::Promote | AdminKind::ReadGlobal => Op::PromoteRollout { tenant: TENANT.into() },
+                };
+                match propose(c, &op, &format!("operator-{index}")).await {
+                    Ok(_) => AdminResult::Ok(None),
+                    Err(s) => classify(&s),
+                }
+            }
+        };
+        if let (AdminKind::PushPolicy(v), AdminResult::Ok(_)) = (&kind, &result) {
+            pushed.push(v.clone());
+        }
+        let unknown = matches!(result, AdminResult::Unknown(_));
+        history.lock().admin.push(AdminOp {
+            thread,
+            kind,
+            invoked_ms,
+            invoked_seq,
+            returned_ms: sim_ms(),
+            returned_seq: history.next_seq(),
+            result,
+        });
+        if unknown {
+            // The operation may still take effect: it stays open, and this operator goes on
+            // as a new thread.
+            thread += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A W3C traceparent whose trace id names this call.
+pub fn trace_id(agent: usize, n: u64) -> String {
+    format!("{:016x}{n:016x}", 0xa9e0_0000_u64 + agent as u64)
+}
+
+fn outcome(status: u16, body: &[u8]) -> Outcome {
+    let text = String::from_utf8_lossy(body);
+    let msg = serde_json::from_str::<Value>(&text).ok().or_else(|| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|m| m.get("id").is_some())
+    });
+    match msg {
+        Some(m) if m.get("result").is_some() => Outcome::Admitted,
+        Some(m) => match m.pointer("/error/code").and_then(Value::as_i64) {
+            Some(code) if (-32089..=-32080).contains(&code) => Outcome::Denied(code),
+            Some(code) => Outcome::Failed(format!("http {status}, JSON-RPC error {code}")),
+            None => Outcome::Failed(format!("http {status}, no result or error")),
+        },
+        None => Outcome::Failed(format!("http {status}, no JSON-RPC message")),
+    }
+}
+
+/// One agent: until `stop_ms`, a tool call through a random edge every 20–150 ms.
+pub async fn agent(topo: Topology, index: usize, seed: u64, key: String, stop_ms: u64, history: History) -> turmoil::Result {
+    let mut rng = StdRng::seed_from_u64(seed ^ (0xa9e0 + index as u64));
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(net::dialer());
+    let mut n = 0u64;
+    while sim_ms() < stop_ms {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..150))).await;
+        n += 1;
+        let edge = rng.random_range(0..topo.edges);
+        let tool = if rng.random_bool(0.5) { "lookup" } else { "update" };
+        let trace_id = trace_id(index, n);
+        let body = json!({
+            "jsonrpc": "2.0", "id": n, "method": "tools/call",
+            "params": {"name": tool, "arguments": {"n": n}, "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "sim-agent", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }},
+        });
+        let url = format!("http://{}:{MCP_PORT}/t/{TENANT}/{SERVER}/mcp", Topology::edge_host(edge));
+        let req = hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("Bearer {key}"))
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .body(Full::new(Bytes::from(body.to_string())))?;
+        let sent_ms = sim_ms();
+        let outcome = match tokio::time::timeout(Duration::from_secs(3), async {
+            let resp = client.request(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+        })
+        .await
+        {
+            Ok(Ok((status, body))) => outcome(status, &body),
+            Ok(Err(e)) => Outcome::Failed(e.to_string()),
+            Err(_) => Outcome::Failed("timed out".into()),
+        };
+        history.lock().calls.push(Call {
+            agent: index,
+            edge,
+            tool: tool.into(),
+            trace_id,
+            sent_ms,
+            done_ms: sim_ms(),
+            outcome,
+        });
+    }
+    Ok(())
+}
+
+/// What the checker read from the healed cluster.
+#[derive(Debug, Default, Clone)]
+pub struct FinalState {
+    /// The whole audit log, from node 1 (a linearizable read).
+    pub audit: Vec<AuditRecord>,
+    /// Each node's audit head, once they agree.
+    pub heads: Vec<(u64, AuditHead)>,
+    /// Policy versions of the tenant.
+    pub policies: Vec<String>,
+    pub error: Option<String>,
+}
+
+async fn heads(topo: &Topology, clients: &mut [AdminClient<Channel>]) -> Vec<(u64, AuditHead)> {
+    let mut out = Vec::new();
+    for (id, c) in topo.node_ids().zip(clients.iter_mut()) {
+        if let Ok(QueryResult::AuditHead(h)) = query(c, &Query::AuditHead).await {
+            out.push((id, h));
+        }
+    }
+    out
+}
+
+/// Waits until every node holds the same audit head for a second (edges have drained), then
+/// reads the audit log and the tenant's policies.
+pub async fn check(topo: Topology, out: Arc<Mutex<FinalState>>) -> turmoil::Result {
+    let mut clients = Vec::new();
+    for e in topo.core_endpoints() {
+        clients.push(admin(&e)?);
+    }
+    let mut last: Option<Vec<(u64, AuditHead)>> = None;
+    let mut settled = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let h = heads(&topo, &mut clients).await;
+        let agree = h.len() == topo.nodes && h.windows(2).all(|w| w[0].1 == w[1].1);
+        if agree && last.as_ref() == Some(&h) {
+            settled = true;
+            last = Some(h);
+            break;
+        }
+        last = Some(h);
+    }
+    let mut state = FinalState {
+        heads: last.unwrap_or_default(),
+        ..FinalState::default()
+    };
+    if !settled {
+        state.error = Some("the nodes' audit heads did not converge within 30 s after heal".into());
+    }
+    let c = &mut clients[0];
+    let mut after = None;
+    loop {
+        let q = Query::Audit {
+            filter: AuditFilter { after_seq: after, limit: Some(1_000), ..AuditFilter::default() },
+        };
+        match query(c, &q).await {
+            Ok(QueryResult::Audit { records, next_after_seq }) => {
+                state.audit.extend(records);
+                match next_after_seq {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            other => {
+                state.error = Some(format!("reading the audit log failed: {other:?}"));
+                break;
+            }
+        }
+    }
+    match query(c, &Query::List { kind: Kind::Policy, tenant: Some(TENANT.into()) }).await {
+        Ok(QueryResult::Entities(es)) => {
+            state.policies = es
+                .into_iter()
+                .filter_map(|e| match e {
+                    Entity::Policy(p) => Some(p.version.to_string()),
+                    _ => None,
+                })
+                .collect();
+        }
+        other => state.error = Some(format!("listing policies failed: {other:?}")),
+    }
+    *out.lock().map_err(|_| "final state lock poisoned")? = state;
+    Ok(())
+}
