@@ -16,7 +16,9 @@ use agentgate_model::policy::package_digest;
 fn dir() -> PathBuf {
     // At run time: a test binary built from another checkout sharing the target dir is
     // reused as fresh, and its compile-time path would point at that checkout.
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from).join("../../policies")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../policies")
 }
 
 fn package(policies: &str) -> PolicyPackage {

@@ -80,10 +80,7 @@ pub async fn run(
     let raft = agentgate_raft_store::Raft::new(
         config.id,
         raft_config,
-        network::Network {
-            rpc_timeout,
-            dialer: env.dialer.clone(),
-        },
+        network::Network::new(rpc_timeout, env.dialer.clone()),
         log,
         sm,
     )

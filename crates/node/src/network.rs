@@ -1,6 +1,7 @@
 //! openraft's network over tonic: one lazily connected channel per peer, every RPC with a
 //! deadline, HTTP/2 keepalive so a half-open connection is noticed and replaced.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use agentgate_proto::json;
@@ -36,9 +37,35 @@ fn payload_prefix<T: Serialize>(entries: &[T], budget: usize) -> usize {
     entries.len()
 }
 
+/// Builds openraft's per-peer clients. Channels are kept per peer address and shared by every
+/// client made for it: openraft asks for a new client for each read-index confirmation, and a
+/// fresh connection (TCP and HTTP/2 handshakes) each time would cost two extra round trips —
+/// across regions more than the heartbeat interval that bounds the confirmation, so every
+/// linearizable read and edge lease would fail (found by `tests/sim`).
 pub struct Network {
     pub rpc_timeout: Duration,
     pub dialer: Dialer,
+    pub channels: HashMap<String, Channel>,
+}
+
+impl Network {
+    pub fn new(rpc_timeout: Duration, dialer: Dialer) -> Self {
+        Network {
+            rpc_timeout,
+            dialer,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn channel(&mut self, addr: &str) -> Result<Channel, String> {
+        if let Some(c) = self.channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = channel(addr, self.rpc_timeout, &self.dialer)?;
+        // Bounded by the membership: one entry per address a member ever had.
+        self.channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
 }
 
 pub struct Conn {
@@ -50,7 +77,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Conn {
-        let client = channel(&node.addr, self.rpc_timeout, &self.dialer).map(|c| {
+        let client = self.channel(&node.addr).map(|c| {
             RaftServiceClient::new(c)
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)

@@ -27,7 +27,9 @@ pub const SESSION_KEY: &str = "e2e-session-key-0123456789abcdef0123456789";
 pub fn repo() -> PathBuf {
     // At run time: a test binary built from another checkout sharing the target dir is
     // reused as fresh, and its compile-time path would point at that checkout.
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../..")
 }
 
 fn tools_dir() -> PathBuf {

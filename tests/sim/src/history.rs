@@ -102,6 +102,8 @@ pub struct Log {
     pub edges: Vec<EdgeIncarnation>,
     /// Notes for the report (setup retries, phase changes).
     pub notes: Vec<String>,
+    /// Each node's last reported Raft metrics, for diagnosing a run.
+    pub raft: std::collections::BTreeMap<u64, String>,
 }
 
 /// Shared by every simulated host of one run.
@@ -114,7 +116,9 @@ pub struct History {
 impl History {
     pub fn lock(&self) -> MutexGuard<'_, Log> {
         // A panic while holding it has already failed the run; the log is still readable.
-        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The next global event number.

@@ -98,16 +98,28 @@ pub async fn node(
             let mut m = running.app.raft.metrics();
             tokio::spawn(async move {
                 loop {
-                    let (leader, term) = {
+                    let (leader, term, summary) = {
                         let m = m.borrow_and_update();
-                        (m.current_leader == Some(id), m.current_term)
+                        let summary = format!(
+                            "at {} ms: {:?} term {} leader {:?} last log {:?} applied {:?} \
+                             replication {:?}",
+                            sim_ms(),
+                            m.state,
+                            m.current_term,
+                            m.current_leader,
+                            m.last_log_index,
+                            m.last_applied.map(|l| l.index),
+                            m.replication.as_ref().map(|r| r
+                                .iter()
+                                .map(|(k, v)| (*k, v.map(|l| l.index)))
+                                .collect::<Vec<_>>()),
+                        );
+                        (m.current_leader == Some(id), m.current_term, summary)
                     };
+                    history.lock().raft.insert(id, summary);
                     if leader {
                         let mut log = history.lock();
-                        let seen = log
-                            .leaders
-                            .iter()
-                            .any(|l| l.node == id && l.term == term);
+                        let seen = log.leaders.iter().any(|l| l.node == id && l.term == term);
                         if !seen {
                             log.leaders.push(Leadership {
                                 node: id,

@@ -4,6 +4,9 @@
 //! (partitions, one-way partitions, delays, message loss, node and edge crashes, leader
 //! isolation, three regions apart); a heal phase repairs everything; then the invariants in
 //! [`invariants`] judge what was observed. See `tests/sim/README.md`.
+// A test harness: indices come from the topology's own sizes, and a panic fails the test that
+// ran the seed, as any test assertion does.
+#![allow(clippy::indexing_slicing)]
 
 pub mod clock;
 pub mod history;
@@ -77,6 +80,8 @@ pub struct Report {
     pub audit_records: usize,
     pub terms_led: usize,
     pub sim_ms: u64,
+    /// The faults as applied (`from..to ms: fault`) and the run's notes, for diagnosing.
+    pub timeline: Vec<String>,
 }
 
 impl Report {
@@ -123,7 +128,11 @@ impl Damage {
     fn reassert(&self, sim: &turmoil::Sim<'_>, a: &str, b: &str) {
         sim.repair(a, b);
         for (from, to) in [(a, b), (b, a)] {
-            if self.cuts.get(&(from.into(), to.into())).is_some_and(|n| *n > 0) {
+            if self
+                .cuts
+                .get(&(from.into(), to.into()))
+                .is_some_and(|n| *n > 0)
+            {
                 sim.partition_oneway(from, to);
             }
         }
@@ -132,7 +141,12 @@ impl Damage {
 
 /// The pairs a fault cuts, both directions listed.
 pub(crate) fn cut_pairs(topo: &Topology, fault: &Fault) -> Vec<(String, String)> {
-    let both = |a: &str, b: &str| vec![(a.to_string(), b.to_string()), (b.to_string(), a.to_string())];
+    let both = |a: &str, b: &str| {
+        vec![
+            (a.to_string(), b.to_string()),
+            (b.to_string(), a.to_string()),
+        ]
+    };
     match fault {
         Fault::Partition { a, b } => both(a, b),
         Fault::PartitionOneway { from, to } => vec![(from.clone(), to.clone())],
@@ -160,7 +174,8 @@ struct Driver<'a> {
     /// Faults started and not yet ended: (index into the plan, resolved fault, started at).
     active: Vec<(usize, Fault, u64)>,
     next: usize,
-    chaos_start: u64,
+    /// Set when the chaos phase begins; no fault is applied before.
+    chaos_start: Option<u64>,
 }
 
 impl Driver<'_> {
@@ -188,7 +203,9 @@ impl Driver<'_> {
     }
 
     fn start(&mut self, index: usize) {
-        let Some(planned) = self.plan.faults.get(index).cloned() else { return };
+        let Some(planned) = self.plan.faults.get(index).cloned() else {
+            return;
+        };
         let fault = match planned.fault {
             Fault::IsolateLeader => match self.leader() {
                 Some(host) => Fault::Isolate { host },
@@ -201,8 +218,14 @@ impl Driver<'_> {
             self.damage.cut(&self.sim, &from, &to);
         }
         match &fault {
-            Fault::Delay { a, b, ms } => self.sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(*ms)),
-            Fault::Flaky { a, b, fail_rate } => self.sim.set_link_fail_rate(a.as_str(), b.as_str(), *fail_rate),
+            Fault::Delay { a, b, ms } => {
+                self.sim
+                    .set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(*ms))
+            }
+            Fault::Flaky { a, b, fail_rate } => {
+                self.sim
+                    .set_link_fail_rate(a.as_str(), b.as_str(), *fail_rate)
+            }
             Fault::CrashNode { host } | Fault::CrashEdge { host } => {
                 let n = self.damage.down.entry(host.clone()).or_default();
                 *n += 1;
@@ -211,7 +234,8 @@ impl Driver<'_> {
                     if let Fault::CrashEdge { .. } = fault {
                         let mut log = self.history.lock();
                         let edge = host.trim_start_matches("edge").parse::<usize>().ok();
-                        if let Some(inc) = log.edges.iter_mut().rev().find(|i| Some(i.edge) == edge) {
+                        if let Some(inc) = log.edges.iter_mut().rev().find(|i| Some(i.edge) == edge)
+                        {
                             inc.crashed_ms.get_or_insert(now);
                         }
                     }
@@ -229,7 +253,9 @@ impl Driver<'_> {
         }
         match &fault {
             Fault::Delay { a, b, .. } => {
-                let base = self.region_latency(a, b).unwrap_or(Duration::from_millis(1));
+                let base = self
+                    .region_latency(a, b)
+                    .unwrap_or(Duration::from_millis(1));
                 self.sim.set_link_latency(a.as_str(), b.as_str(), base);
             }
             Fault::Flaky { a, b, .. } => {
@@ -246,20 +272,35 @@ impl Driver<'_> {
             _ => {}
         }
         let to_ms = self.now();
-        self.history.lock().faults.push(AppliedFault { from_ms, to_ms, fault });
+        self.history.lock().faults.push(AppliedFault {
+            from_ms,
+            to_ms,
+            fault,
+        });
     }
 
     /// Starts and ends the faults due now.
     fn tick(&mut self) {
+        let Some(chaos_start) = self.chaos_start else {
+            return;
+        };
         let now = self.now();
         let mut slot = 0;
         while slot < self.active.len() {
             let (index, _, _) = &self.active[slot];
-            let due = self.plan.faults.get(*index).map_or(0, |p| self.chaos_start + p.at_ms + p.duration_ms);
-            if due <= now { self.end(slot) } else { slot += 1 }
+            let due = self
+                .plan
+                .faults
+                .get(*index)
+                .map_or(0, |p| chaos_start + p.at_ms + p.duration_ms);
+            if due <= now {
+                self.end(slot)
+            } else {
+                slot += 1
+            }
         }
         while let Some(p) = self.plan.faults.get(self.next) {
-            if self.chaos_start + p.at_ms > now {
+            if chaos_start + p.at_ms > now {
                 break;
             }
             self.start(self.next);
@@ -277,7 +318,9 @@ impl Driver<'_> {
                 Err(e) => return Err(format!("the simulation failed: {e}")),
             }
             if self.now() > limit_ms {
-                return Err(format!("clients still running at {limit_ms} ms of simulated time"));
+                return Err(format!(
+                    "clients still running at {limit_ms} ms of simulated time"
+                ));
             }
         }
     }
@@ -287,7 +330,9 @@ impl Driver<'_> {
 fn data_root() -> std::io::Result<tempfile::TempDir> {
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {
-        tempfile::Builder::new().prefix("agentgate-sim-").tempdir_in(shm)
+        tempfile::Builder::new()
+            .prefix("agentgate-sim-")
+            .tempdir_in(shm)
     } else {
         tempfile::Builder::new().prefix("agentgate-sim-").tempdir()
     }
@@ -311,9 +356,13 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         audit_records: 0,
         terms_led: 0,
         sim_ms: 0,
+        timeline: vec![],
     };
     let fail = |report: &mut Report, detail: String| {
-        report.violations.push(Violation { invariant: "run", detail });
+        report.violations.push(Violation {
+            invariant: "run",
+            detail,
+        });
     };
     let data = match data_root() {
         Ok(d) => d,
@@ -337,7 +386,7 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         damage: Damage::default(),
         active: vec![],
         next: 0,
-        chaos_start: 0,
+        chaos_start: None,
     };
     d.sim.host(UPSTREAM_HOST, hosts::upstream);
     for id in topo.node_ids() {
@@ -352,12 +401,19 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         let incarnations = Arc::new(AtomicU64::new(0));
         let broken = opts.broken_edges;
         d.sim.host(Topology::edge_host(i).as_str(), move || {
-            hosts::edge(topo.clone(), i, broken, incarnations.clone(), history.clone())
+            hosts::edge(
+                topo.clone(),
+                i,
+                broken,
+                incarnations.clone(),
+                history.clone(),
+            )
         });
     }
     for (a, ra) in topo.hosts_by_region() {
         for (b, rb) in topo.hosts_by_region() {
-            if a < b && ra != rb
+            if a < b
+                && ra != rb
                 && let Some(l) = d.region_latency(&a, &b)
             {
                 d.sim.set_link_latency(a.as_str(), b.as_str(), l);
@@ -367,7 +423,10 @@ pub fn run(seed: u64, opts: &Options) -> Report {
 
     // Setup, on a healthy cluster.
     let key = Arc::new(Mutex::new(None));
-    d.sim.client("setup", workload::setup(topo.clone(), history.clone(), key.clone()));
+    d.sim.client(
+        "setup",
+        workload::setup(topo.clone(), history.clone(), key.clone()),
+    );
     if let Err(e) = d.run_clients(30_000) {
         fail(&mut report, format!("setup: {e}"));
         return report;
@@ -378,15 +437,26 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     };
 
     // Chaos, heal, healthy operation.
-    d.chaos_start = d.now();
-    let heal_ms = d.chaos_start + opts.chaos_ms;
+    let chaos_start = d.now();
+    d.chaos_start = Some(chaos_start);
+    history
+        .lock()
+        .notes
+        .push(format!("setup done, chaos from {chaos_start} ms"));
+    let heal_ms = chaos_start + opts.chaos_ms;
     let healthy_from = heal_ms + opts.settle_ms;
     let stop_ms = healthy_from + opts.healthy_ms;
     for i in 0..topo.agents {
-        d.sim.client(format!("agent{i}").as_str(), workload::agent(topo.clone(), i, seed, key.clone(), stop_ms, history.clone()));
+        d.sim.client(
+            format!("agent{i}").as_str(),
+            workload::agent(topo.clone(), i, seed, key.clone(), stop_ms, history.clone()),
+        );
     }
     for i in 0..topo.operators {
-        d.sim.client(format!("operator{i}").as_str(), workload::operator(topo.clone(), i, seed, stop_ms, history.clone()));
+        d.sim.client(
+            format!("operator{i}").as_str(),
+            workload::operator(topo.clone(), i, seed, stop_ms, history.clone()),
+        );
     }
     if let Err(e) = d.run_clients(stop_ms + 10_000) {
         fail(&mut report, format!("workload: {e}"));
@@ -394,10 +464,17 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     while !d.active.is_empty() {
         d.end(0);
     }
+    history
+        .lock()
+        .notes
+        .push(format!("workload done at {} ms", d.now()));
 
     // Read the final state once the cluster has converged.
     let final_state = Arc::new(Mutex::new(FinalState::default()));
-    d.sim.client("checker", workload::check(topo.clone(), final_state.clone()));
+    d.sim.client(
+        "checker",
+        workload::check(topo.clone(), final_state.clone()),
+    );
     if let Err(e) = d.run_clients(d.now() + 60_000) {
         fail(&mut report, format!("checker: {e}"));
     }
@@ -417,15 +494,33 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     };
     for inv in invariants::ALL {
         for detail in (inv.check)(&ctx) {
-            report.violations.push(Violation { invariant: inv.id, detail });
+            report.violations.push(Violation {
+                invariant: inv.id,
+                detail,
+            });
         }
     }
+    report.timeline = log
+        .faults
+        .iter()
+        .map(|f| format!("{}..{} ms: {:?}", f.from_ms, f.to_ms, f.fault))
+        .chain(log.notes.iter().cloned())
+        .chain(log.raft.iter().map(|(id, m)| format!("node {id}: {m}")))
+        .collect();
     for f in &log.faults {
         *report.faults.entry(f.fault.kind()).or_default() += 1;
     }
     report.calls = log.calls.len();
-    report.admitted = log.calls.iter().filter(|c| c.outcome == history::Outcome::Admitted).count();
-    report.denied = log.calls.iter().filter(|c| matches!(c.outcome, history::Outcome::Denied(_))).count();
+    report.admitted = log
+        .calls
+        .iter()
+        .filter(|c| c.outcome == history::Outcome::Admitted)
+        .count();
+    report.denied = log
+        .calls
+        .iter()
+        .filter(|c| matches!(c.outcome, history::Outcome::Denied(_)))
+        .count();
     for c in &log.calls {
         if let history::Outcome::Denied(code) = c.outcome {
             *report.denied_by.entry(code).or_default() += 1;

@@ -19,7 +19,11 @@ pub enum Fault {
     /// Extra latency on a link.
     Delay { a: String, b: String, ms: u64 },
     /// A link that fails and repairs at random (message loss, as turmoil models it).
-    Flaky { a: String, b: String, fail_rate: f64 },
+    Flaky {
+        a: String,
+        b: String,
+        fail_rate: f64,
+    },
     /// A core node crashed, restarted from its disk when the fault ends.
     CrashNode { host: String },
     /// An edge crashed (its memory lost), restarted when the fault ends.

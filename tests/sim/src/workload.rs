@@ -5,10 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agentgate_model::audit::{AuditHead, AuditRecord};
 use agentgate_model::command::Op;
 use agentgate_model::entity::{Entity, Kind, PolicyPackage, RolloutGuard, Scope, Transport};
 use agentgate_model::query::{AuditFilter, Query, QueryResult};
-use agentgate_model::audit::{AuditHead, AuditRecord};
 use agentgate_proto::pb::admin_client::AdminClient;
 use agentgate_proto::pb::{ProposeRequest, QueryRequest};
 use bytes::Bytes;
@@ -47,7 +47,11 @@ fn classify(status: &tonic::Status) -> AdminResult {
     }
 }
 
-pub async fn propose(c: &mut AdminClient<Channel>, op: &Op, actor: &str) -> Result<(u64, String), tonic::Status> {
+pub async fn propose(
+    c: &mut AdminClient<Channel>,
+    op: &Op,
+    actor: &str,
+) -> Result<(u64, String), tonic::Status> {
     let op_json = serde_json::to_vec(op).map_err(|e| tonic::Status::internal(e.to_string()))?;
     let r = c
         .propose(ProposeRequest {
@@ -86,16 +90,21 @@ pub fn package(version: &str, strict: bool) -> PolicyPackage {
 }
 
 /// Proposes `op` until the cluster answers (setup runs before the chaos phase).
-async fn until_done(c: &mut AdminClient<Channel>, op: &Op, history: &History) -> Result<String, String> {
+async fn until_done(
+    c: &mut AdminClient<Channel>,
+    op: &Op,
+    history: &History,
+) -> Result<String, String> {
     for attempt in 0..60 {
         match propose(c, op, "setup").await {
             Ok((_, key)) => return Ok(key),
             Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(String::new()),
             Err(s) => {
-                history
-                    .lock()
-                    .notes
-                    .push(format!("setup {} attempt {attempt}: {}", op.name(), s.message()));
+                history.lock().notes.push(format!(
+                    "setup {} attempt {attempt}: {}",
+                    op.name(),
+                    s.message()
+                ));
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
@@ -104,10 +113,22 @@ async fn until_done(c: &mut AdminClient<Channel>, op: &Op, history: &History) ->
 }
 
 /// Creates the tenant, its agent (whose key is stored in `key`), the upstream and policy v1.
-pub async fn setup(topo: Topology, history: History, key: Arc<Mutex<Option<String>>>) -> turmoil::Result {
+pub async fn setup(
+    topo: Topology,
+    history: History,
+    key: Arc<Mutex<Option<String>>>,
+) -> turmoil::Result {
     let mut c = admin(&topo.core_endpoints()[0])?;
     let h = &history;
-    until_done(&mut c, &Op::CreateTenant { id: TENANT.into(), stale_allow_read_only: false }, h).await?;
+    until_done(
+        &mut c,
+        &Op::CreateTenant {
+            id: TENANT.into(),
+            stale_allow_read_only: false,
+        },
+        h,
+    )
+    .await?;
     // An agent creation whose answer was lost cannot be retried under the same id (the key is
     // shown once): try fresh ids until one answers.
     let mut api_key = String::new();
@@ -141,8 +162,23 @@ pub async fn setup(topo: Topology, history: History, key: Arc<Mutex<Option<Strin
         h,
     )
     .await?;
-    until_done(&mut c, &Op::PushPolicy { package: package("v1", false) }, h).await?;
-    until_done(&mut c, &Op::ActivatePolicy { tenant: TENANT.into(), version: "v1".into() }, h).await?;
+    until_done(
+        &mut c,
+        &Op::PushPolicy {
+            package: package("v1", false),
+        },
+        h,
+    )
+    .await?;
+    until_done(
+        &mut c,
+        &Op::ActivatePolicy {
+            tenant: TENANT.into(),
+            version: "v1".into(),
+        },
+        h,
+    )
+    .await?;
     *key.lock().map_err(|_| "key lock poisoned")? = Some(api_key);
     Ok(())
 }
@@ -152,14 +188,24 @@ pub async fn setup(topo: Topology, history: History, key: Arc<Mutex<Option<Strin
 pub fn scopes() -> [Scope; 3] {
     [
         Scope::Global,
-        Scope::Tenant { tenant: TENANT.into() },
-        Scope::Tool { tool: "update".into() },
+        Scope::Tenant {
+            tenant: TENANT.into(),
+        },
+        Scope::Tool {
+            tool: "update".into(),
+        },
     ]
 }
 
 /// One operator: until `stop_ms`, a random admin action every few hundred milliseconds, each
 /// through a random core node.
-pub async fn operator(topo: Topology, index: usize, seed: u64, stop_ms: u64, history: History) -> turmoil::Result {
+pub async fn operator(
+    topo: Topology,
+    index: usize,
+    seed: u64,
+    stop_ms: u64,
+    history: History,
+) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(seed ^ (0x0be7 + index as u64));
     let endpoints = topo.core_endpoints();
     let mut clients = Vec::new();
@@ -198,7 +244,10 @@ pub async fn operator(topo: Topology, index: usize, seed: u64, stop_ms: u64, his
         let invoked_seq = history.next_seq();
         let result = match &kind {
             AdminKind::ReadGlobal => {
-                let q = Query::Get { kind: Kind::Switch, key: Scope::Global.key() };
+                let q = Query::Get {
+                    kind: Kind::Switch,
+                    key: Scope::Global.key(),
+                };
                 match query(c, &q).await {
                     Ok(QueryResult::Entity(e)) => AdminResult::Ok(Some(e.is_some())),
                     Ok(other) => AdminResult::Unknown(format!("unexpected answer {other:?}")),
@@ -207,10 +256,19 @@ pub async fn operator(topo: Topology, index: usize, seed: u64, stop_ms: u64, his
             }
             k => {
                 let op = match k {
-                    AdminKind::Engage(s) => Op::EngageSwitch { scope: s.clone(), reason: "sim".into(), expires_ms: None },
+                    AdminKind::Engage(s) => Op::EngageSwitch {
+                        scope: s.clone(),
+                        reason: "sim".into(),
+                        expires_ms: None,
+                    },
                     AdminKind::Release(s) => Op::ReleaseSwitch { scope: s.clone() },
-                    AdminKind::PushPolicy(v) => Op::PushPolicy { package: package(v, rng.random_bool(0.5)) },
-                    AdminKind::Activate(v) => Op::ActivatePolicy { tenant: TENANT.into(), version: v.as_str().into() },
+                    AdminKind::PushPolicy(v) => Op::PushPolicy {
+                        package: package(v, rng.random_bool(0.5)),
+                    },
+                    AdminKind::Activate(v) => Op::ActivatePolicy {
+                        tenant: TENANT.into(),
+                        version: v.as_str().into(),
+                    },
                     AdminKind::StartRollout(v) => Op::StartRollout {
                         tenant: TENANT.into(),
                         to_version: v.as_str().into(),
@@ -218,7 +276,9 @@ pub async fn operator(topo: Topology, index: usize, seed: u64, stop_ms: u64, his
                         steps: vec![],
                         guard: RolloutGuard::default(),
                     },
-                    AdminKind::Promote | AdminKind::ReadGlobal => Op::PromoteRollout { tenant: TENANT.into() },
+                    AdminKind::Promote | AdminKind::ReadGlobal => Op::PromoteRollout {
+                        tenant: TENANT.into(),
+                    },
                 };
                 match propose(c, &op, &format!("operator-{index}")).await {
                     Ok(_) => AdminResult::Ok(None),
@@ -273,7 +333,14 @@ fn outcome(status: u16, body: &[u8]) -> Outcome {
 }
 
 /// One agent: until `stop_ms`, a tool call through a random edge every 20–150 ms.
-pub async fn agent(topo: Topology, index: usize, seed: u64, key: String, stop_ms: u64, history: History) -> turmoil::Result {
+pub async fn agent(
+    topo: Topology,
+    index: usize,
+    seed: u64,
+    key: String,
+    stop_ms: u64,
+    history: History,
+) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(seed ^ (0xa9e0 + index as u64));
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(net::dialer());
     let mut n = 0u64;
@@ -281,7 +348,11 @@ pub async fn agent(topo: Topology, index: usize, seed: u64, key: String, stop_ms
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..150))).await;
         n += 1;
         let edge = rng.random_range(0..topo.edges);
-        let tool = if rng.random_bool(0.5) { "lookup" } else { "update" };
+        let tool = if rng.random_bool(0.5) {
+            "lookup"
+        } else {
+            "update"
+        };
         let trace_id = trace_id(index, n);
         let body = json!({
             "jsonrpc": "2.0", "id": n, "method": "tools/call",
@@ -291,7 +362,10 @@ pub async fn agent(topo: Topology, index: usize, seed: u64, key: String, stop_ms
                 "io.modelcontextprotocol/clientCapabilities": {},
             }},
         });
-        let url = format!("http://{}:{MCP_PORT}/t/{TENANT}/{SERVER}/mcp", Topology::edge_host(edge));
+        let url = format!(
+            "http://{}:{MCP_PORT}/t/{TENANT}/{SERVER}/mcp",
+            Topology::edge_host(edge)
+        );
         let req = hyper::Request::post(url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
@@ -380,10 +454,17 @@ pub async fn check(topo: Topology, out: Arc<Mutex<FinalState>>) -> turmoil::Resu
     let mut after = None;
     loop {
         let q = Query::Audit {
-            filter: AuditFilter { after_seq: after, limit: Some(1_000), ..AuditFilter::default() },
+            filter: AuditFilter {
+                after_seq: after,
+                limit: Some(1_000),
+                ..AuditFilter::default()
+            },
         };
         match query(c, &q).await {
-            Ok(QueryResult::Audit { records, next_after_seq }) => {
+            Ok(QueryResult::Audit {
+                records,
+                next_after_seq,
+            }) => {
                 state.audit.extend(records);
                 match next_after_seq {
                     Some(n) => after = Some(n),
@@ -396,7 +477,15 @@ pub async fn check(topo: Topology, out: Arc<Mutex<FinalState>>) -> turmoil::Resu
             }
         }
     }
-    match query(c, &Query::List { kind: Kind::Policy, tenant: Some(TENANT.into()) }).await {
+    match query(
+        c,
+        &Query::List {
+            kind: Kind::Policy,
+            tenant: Some(TENANT.into()),
+        },
+    )
+    .await
+    {
         Ok(QueryResult::Entities(es)) => {
             state.policies = es
                 .into_iter()

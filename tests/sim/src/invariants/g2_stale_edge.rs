@@ -52,13 +52,23 @@ pub fn check(ctx: &Ctx<'_>) -> Vec<String> {
         .collect();
     boundaries.sort_unstable();
     let mut out = Vec::new();
-    for c in ctx.log.calls.iter().filter(|c| c.outcome == Outcome::Admitted) {
+    for c in ctx
+        .log
+        .calls
+        .iter()
+        .filter(|c| c.outcome == Outcome::Admitted)
+    {
         let edge = Topology::edge_host(c.edge);
         let Some(since) = c.sent_ms.checked_sub(ctx.max_staleness_ms) else {
             continue;
         };
         let points = std::iter::once(since)
-            .chain(boundaries.iter().copied().filter(|b| *b > since && *b <= c.sent_ms))
+            .chain(
+                boundaries
+                    .iter()
+                    .copied()
+                    .filter(|b| *b > since && *b <= c.sent_ms),
+            )
             .chain(std::iter::once(c.sent_ms));
         let mut all = true;
         for t in points {

@@ -9,7 +9,12 @@ use super::Ctx;
 use crate::history::AdminKind;
 
 pub fn check(ctx: &Ctx<'_>) -> Vec<String> {
-    let committed: BTreeSet<&str> = ctx.final_state.policies.iter().map(String::as_str).collect();
+    let committed: BTreeSet<&str> = ctx
+        .final_state
+        .policies
+        .iter()
+        .map(String::as_str)
+        .collect();
     let mut in_force: BTreeSet<&str> = BTreeSet::from(["v1"]);
     for op in &ctx.log.admin {
         if let AdminKind::Activate(v) | AdminKind::StartRollout(v) = &op.kind {

@@ -12,9 +12,12 @@ use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use super::Ctx;
 use crate::history::{AdminKind, AdminResult};
 
+/// An invocation (`Ok`) or a return (`Err`) on the register.
+type Event = Result<RegisterOp<bool>, RegisterRet<bool>>;
+
 fn linearizable(ctx: &Ctx<'_>) -> Result<(), String> {
     // (sequence number, thread, event); events replayed in the order they happened.
-    let mut events: Vec<(u64, u64, Result<RegisterOp<bool>, RegisterRet<bool>>)> = Vec::new();
+    let mut events: Vec<(u64, u64, Event)> = Vec::new();
     for op in &ctx.log.admin {
         let (inv, ret) = match (&op.kind, &op.result) {
             (AdminKind::Engage(Scope::Global), AdminResult::Ok(_)) => {
@@ -66,7 +69,12 @@ pub fn check(ctx: &Ctx<'_>) -> Vec<String> {
             out.push(format!("term {term} had leaders {nodes:?}"));
         }
     }
-    let committed: BTreeSet<&str> = ctx.final_state.policies.iter().map(String::as_str).collect();
+    let committed: BTreeSet<&str> = ctx
+        .final_state
+        .policies
+        .iter()
+        .map(String::as_str)
+        .collect();
     for op in &ctx.log.admin {
         if let (AdminKind::PushPolicy(v), AdminResult::Ok(_)) = (&op.kind, &op.result)
             && !committed.contains(v.as_str())

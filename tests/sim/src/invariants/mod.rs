@@ -41,10 +41,34 @@ pub struct Invariant {
 }
 
 pub const ALL: &[Invariant] = &[
-    Invariant { id: "G1", name: "kill-switch bound", check: g1_kill_switch::check },
-    Invariant { id: "G2", name: "a stale edge admits nothing", check: g2_stale_edge::check },
-    Invariant { id: "G3", name: "exactly one audit record per decision", check: g3_audit_exactly_once::check },
-    Invariant { id: "G4", name: "the audit chain verifies", check: g4_audit_chain::check },
-    Invariant { id: "G6", name: "decisions use committed policy versions", check: g6_policy_versions::check },
-    Invariant { id: "G7", name: "consensus safety and linearizable admin", check: g7_consensus::check },
+    Invariant {
+        id: "G1",
+        name: "kill-switch bound",
+        check: g1_kill_switch::check,
+    },
+    Invariant {
+        id: "G2",
+        name: "a stale edge admits nothing",
+        check: g2_stale_edge::check,
+    },
+    Invariant {
+        id: "G3",
+        name: "exactly one audit record per decision",
+        check: g3_audit_exactly_once::check,
+    },
+    Invariant {
+        id: "G4",
+        name: "the audit chain verifies",
+        check: g4_audit_chain::check,
+    },
+    Invariant {
+        id: "G6",
+        name: "decisions use committed policy versions",
+        check: g6_policy_versions::check,
+    },
+    Invariant {
+        id: "G7",
+        name: "consensus safety and linearizable admin",
+        check: g7_consensus::check,
+    },
 ];
