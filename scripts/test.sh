@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: format and lint checks, unit and property tests, openraft's storage suite,
 # golden files, and the end-to-end tests that start real agentgate-node and agentgate-edge
-# processes on 127.0.0.1 and drive them with real MCP clients and servers.
+# processes on 127.0.0.1 and drive them with real MCP clients and servers, and the turmoil
+# simulation of the whole cluster under faults (tests/sim, 200 seeds).
 # Usage: scripts/test.sh            (from a fresh clone; installs build dependencies first)
 set -euo pipefail
 cd "$(dirname "$0")/.."

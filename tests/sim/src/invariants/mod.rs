@@ -9,6 +9,7 @@
 //! | G4 | tamper evidence | the audit chain verifies from genesis, and every node holds the same head, which matches the log's tip |
 //! | G6 | safe policy changes | every decision names a policy version committed for the tenant and activated or rolled out by an operator |
 //! | G7 | consensus safety | at most one leader per term; every acknowledged policy push survives; the global pause, as operators wrote and read it, is linearizable (stateright) |
+//! | heal | converge and serve | after heal and settle, no call is denied as stale or left undecided, and every node holds the same audit head |
 //!
 //! G5 (exact quotas) waits for quotas to be enforced by edges.
 
@@ -22,6 +23,7 @@ pub mod g3_audit_exactly_once;
 pub mod g4_audit_chain;
 pub mod g6_policy_versions;
 pub mod g7_consensus;
+pub mod heal;
 
 /// Everything an invariant may look at.
 pub struct Ctx<'a> {
