@@ -125,11 +125,6 @@ impl Dialer {
         }
     }
 
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
     /// Whether this is the operating system's TCP (callers may use their library's own dialer).
     pub fn is_tcp(&self) -> bool {
         self.custom.is_none()
