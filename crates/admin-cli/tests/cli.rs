@@ -549,8 +549,16 @@ async fn membership_is_managed_from_the_cli() {
     .await;
     let added = ok_json(&one, &["cluster", "add-node", "2", &two]);
     assert_eq!(added["voters"].as_array().unwrap().len(), 2, "{added}");
-    let s = ok_json(&format!("{two},{one}"), &["cluster", "status"]);
-    assert_eq!(s["members"].as_array().unwrap().len(), 2, "{s}");
+    // The new member learns the membership by replication, after add-node returns.
+    let both = format!("{two},{one}");
+    eventually("node 2 reports both members", DEADLINE, || {
+        let both = both.clone();
+        async move {
+            let s = run(&both, &["--json", "cluster", "status"]);
+            s.code == 0 && s.json()["members"].as_array().map(Vec::len) == Some(2)
+        }
+    })
+    .await;
     let removed = ok_json(&one, &["cluster", "remove-node", "2"]);
     assert_eq!(removed["voters"].as_array().unwrap().len(), 1, "{removed}");
     let bad = fails(&one, &["cluster", "init", "x=1"], 3);
