@@ -23,6 +23,8 @@ pub struct Call {
     pub agent: usize,
     pub edge: usize,
     pub tool: String,
+    /// The short session name (what a session kill switch names) for a legacy client's call.
+    pub session: Option<String>,
     /// W3C trace id sent with the call (unique per call); the audit record carries it.
     pub trace_id: String,
     pub sent_ms: u64,
@@ -100,6 +102,8 @@ pub struct Log {
     pub leaders: Vec<Leadership>,
     pub faults: Vec<AppliedFault>,
     pub edges: Vec<EdgeIncarnation>,
+    /// Short names of the sessions agents opened, in order (operators pick kill targets here).
+    pub sessions: Vec<String>,
     /// Notes for the report (setup retries, phase changes).
     pub notes: Vec<String>,
     /// Each node's last reported Raft metrics, for diagnosing a run.

@@ -221,7 +221,10 @@ fn reply(body: &Value) -> Response<Full<Bytes>> {
     r
 }
 
-async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The revision a legacy (session-based) client initializes with.
+pub const SESSION_REVISION: &str = "2025-06-18";
+
+async fn answer(req: Request<Incoming>, sessions: Arc<AtomicU64>) -> Response<Full<Bytes>> {
     let Ok(body) = Limited::new(req.into_body(), 1 << 20).collect().await else {
         return reply(&json!({"jsonrpc": "2.0", "id": null,
             "error": {"code": -32700, "message": "unreadable body"}}));
@@ -230,8 +233,26 @@ async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
         return reply(&json!({"jsonrpc": "2.0", "id": null,
             "error": {"code": -32700, "message": "not JSON"}}));
     };
-    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let Some(id) = msg.get("id").cloned() else {
+        // A notification (`notifications/initialized`): accepted, nothing to answer.
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = http::StatusCode::ACCEPTED;
+        return r;
+    };
     let result = match msg.get("method").and_then(Value::as_str) {
+        Some("initialize") => {
+            // A legacy client: a new upstream session, named in the reply's header.
+            let n = sessions.fetch_add(1, Ordering::Relaxed);
+            let mut r = reply(&json!({"jsonrpc": "2.0", "id": id, "result": {
+                "protocolVersion": SESSION_REVISION,
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "sim-upstream", "version": "1"},
+            }}));
+            if let Ok(v) = http::HeaderValue::from_str(&format!("up-{n}")) {
+                r.headers_mut().insert("mcp-session-id", v);
+            }
+            return r;
+        }
         Some("tools/list") => json!({"tools": tools()}),
         Some("tools/call") => json!({"content": [{"type": "text", "text": "done"}]}),
         Some("server/discover") => json!({
@@ -247,13 +268,19 @@ async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
     reply(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
 }
 
-/// A minimal stateless (2026-07-28) MCP server over HTTP.
+/// A minimal MCP server over HTTP: stateless (2026-07-28) requests, and legacy sessions opened
+/// by `initialize` (any session id it issued is accepted afterwards).
 pub async fn upstream() -> turmoil::Result {
     let mut listener = net::bind(UPSTREAM_PORT).await?;
+    let sessions = Arc::new(AtomicU64::new(1));
     loop {
         let (conn, _) = listener.accept().await?;
+        let sessions = sessions.clone();
         tokio::spawn(async move {
-            let svc = service_fn(|req| async move { Ok::<_, Infallible>(answer(req).await) });
+            let svc = service_fn(move |req| {
+                let sessions = sessions.clone();
+                async move { Ok::<_, Infallible>(answer(req, sessions).await) }
+            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(conn), svc)
                 .await;

@@ -77,6 +77,9 @@ pub struct Report {
     pub denied_by: BTreeMap<i64, usize>,
     pub failed: usize,
     pub admin_ops: usize,
+    /// Calls made inside a legacy MCP session, and session kill switches operators engaged.
+    pub session_calls: usize,
+    pub session_kills: usize,
     pub audit_records: usize,
     pub terms_led: usize,
     pub sim_ms: u64,
@@ -353,6 +356,8 @@ pub fn run(seed: u64, opts: &Options) -> Report {
         denied_by: BTreeMap::new(),
         failed: 0,
         admin_ops: 0,
+        session_calls: 0,
+        session_kills: 0,
         audit_records: 0,
         terms_led: 0,
         sim_ms: 0,
@@ -528,6 +533,17 @@ pub fn run(seed: u64, opts: &Options) -> Report {
     }
     report.failed = report.calls - report.admitted - report.denied;
     report.admin_ops = log.admin.len();
+    report.session_calls = log.calls.iter().filter(|c| c.session.is_some()).count();
+    report.session_kills = log
+        .admin
+        .iter()
+        .filter(|a| {
+            matches!(
+                &a.kind,
+                history::AdminKind::Engage(agentgate_model::entity::Scope::Session { .. })
+            ) && a.result == history::AdminResult::Ok(None)
+        })
+        .count();
     report.audit_records = final_state.audit.len();
     report.terms_led = log.leaders.len();
     report

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agentgate_edge::session::SessionKeys;
 use agentgate_model::audit::{AuditHead, AuditRecord};
 use agentgate_model::command::Op;
 use agentgate_model::entity::{Entity, Kind, PolicyPackage, RolloutGuard, Scope, Transport};
@@ -22,6 +23,7 @@ use tonic::transport::Channel;
 
 use crate::clock::sim_ms;
 use crate::history::{AdminKind, AdminOp, AdminResult, Call, History, Outcome};
+use crate::hosts::{SESSION_KEY, SESSION_REVISION};
 use crate::net;
 use crate::topology::{MCP_PORT, SERVER, TENANT, Topology, UPSTREAM_HOST, UPSTREAM_PORT};
 
@@ -183,8 +185,8 @@ pub async fn setup(
     Ok(())
 }
 
-/// The scopes operators flip; every agent call is covered by the first two, `update` calls by
-/// the third.
+/// The fixed scopes operators flip; every agent call is covered by the first two, `update`
+/// calls by the third. Operators also kill the sessions agents opened ([`session_scope`]).
 pub fn scopes() -> [Scope; 3] {
     [
         Scope::Global,
@@ -195,6 +197,43 @@ pub fn scopes() -> [Scope; 3] {
             tool: "update".into(),
         },
     ]
+}
+
+pub fn session_scope(session: &str) -> Scope {
+    Scope::Session {
+        tenant: TENANT.into(),
+        session: session.into(),
+    }
+}
+
+/// What an admin action proposes; `None` for a read.
+fn op(kind: &AdminKind, rng: &mut StdRng) -> Option<Op> {
+    Some(match kind {
+        AdminKind::ReadGlobal => return None,
+        AdminKind::Engage(s) => Op::EngageSwitch {
+            scope: s.clone(),
+            reason: "sim".into(),
+            expires_ms: None,
+        },
+        AdminKind::Release(s) => Op::ReleaseSwitch { scope: s.clone() },
+        AdminKind::PushPolicy(v) => Op::PushPolicy {
+            package: package(v, rng.random_bool(0.5)),
+        },
+        AdminKind::Activate(v) => Op::ActivatePolicy {
+            tenant: TENANT.into(),
+            version: v.as_str().into(),
+        },
+        AdminKind::StartRollout(v) => Op::StartRollout {
+            tenant: TENANT.into(),
+            to_version: v.as_str().into(),
+            canary_percent: 50,
+            steps: vec![],
+            guard: RolloutGuard::default(),
+        },
+        AdminKind::Promote => Op::PromoteRollout {
+            tenant: TENANT.into(),
+        },
+    })
 }
 
 /// One operator: until `stop_ms`, a random admin action every few hundred milliseconds, each
@@ -217,7 +256,17 @@ pub async fn operator(
     let mut n = 0u32;
     while sim_ms() < stop_ms {
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
-        let scope = scopes()[rng.random_range(0..3)].clone();
+        // One pick in four is a session an agent opened (the two most recent), when there is one.
+        let scope = match rng.random_range(0..4) {
+            3 => {
+                let sessions = history.lock().sessions.clone();
+                match sessions.len() {
+                    0 => Scope::Global,
+                    n => session_scope(&sessions[n - rng.random_range(1..=n.min(2))]),
+                }
+            }
+            i => scopes()[i].clone(),
+        };
         // Switches are released about four times as often as engaged: each scope is engaged
         // about a fifth of the time, so most calls reach a policy decision.
         let kind = match rng.random_range(0..100) {
@@ -242,8 +291,8 @@ pub async fn operator(
         let c = &mut clients[i];
         let invoked_ms = sim_ms();
         let invoked_seq = history.next_seq();
-        let result = match &kind {
-            AdminKind::ReadGlobal => {
+        let result = match op(&kind, &mut rng) {
+            None => {
                 let q = Query::Get {
                     kind: Kind::Switch,
                     key: Scope::Global.key(),
@@ -254,37 +303,10 @@ pub async fn operator(
                     Err(s) => AdminResult::Unknown(format!("{:?}: {}", s.code(), s.message())),
                 }
             }
-            k => {
-                let op = match k {
-                    AdminKind::Engage(s) => Op::EngageSwitch {
-                        scope: s.clone(),
-                        reason: "sim".into(),
-                        expires_ms: None,
-                    },
-                    AdminKind::Release(s) => Op::ReleaseSwitch { scope: s.clone() },
-                    AdminKind::PushPolicy(v) => Op::PushPolicy {
-                        package: package(v, rng.random_bool(0.5)),
-                    },
-                    AdminKind::Activate(v) => Op::ActivatePolicy {
-                        tenant: TENANT.into(),
-                        version: v.as_str().into(),
-                    },
-                    AdminKind::StartRollout(v) => Op::StartRollout {
-                        tenant: TENANT.into(),
-                        to_version: v.as_str().into(),
-                        canary_percent: 50,
-                        steps: vec![],
-                        guard: RolloutGuard::default(),
-                    },
-                    AdminKind::Promote | AdminKind::ReadGlobal => Op::PromoteRollout {
-                        tenant: TENANT.into(),
-                    },
-                };
-                match propose(c, &op, &format!("operator-{index}")).await {
-                    Ok(_) => AdminResult::Ok(None),
-                    Err(s) => classify(&s),
-                }
-            }
+            Some(op) => match propose(c, &op, &format!("operator-{index}")).await {
+                Ok(_) => AdminResult::Ok(None),
+                Err(s) => classify(&s),
+            },
         };
         if let (AdminKind::PushPolicy(v), AdminResult::Ok(_)) = (&kind, &result) {
             pushed.push(v.clone());
@@ -332,7 +354,92 @@ fn outcome(status: u16, body: &[u8]) -> Outcome {
     }
 }
 
-/// One agent: until `stop_ms`, a tool call through a random edge every 20–150 ms.
+type HttpClient = Client<agentgate_proto::net::Dialer, Full<Bytes>>;
+
+fn mcp_url(edge: usize) -> String {
+    format!(
+        "http://{}:{MCP_PORT}/t/{TENANT}/{SERVER}/mcp",
+        Topology::edge_host(edge)
+    )
+}
+
+/// POSTs `body` with `headers`; the status and whole body, within 3 s.
+async fn post(
+    client: &HttpClient,
+    edge: usize,
+    headers: &[(&str, String)],
+    body: &Value,
+) -> Result<(u16, http::HeaderMap, Bytes), String> {
+    let mut req = hyper::Request::post(mcp_url(edge))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(3), async {
+        let resp = client.request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((
+            parts.status.as_u16(),
+            parts.headers,
+            body,
+        ))
+    })
+    .await
+    {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// A legacy session: the token the edge issued and its short name.
+struct OpenSession {
+    token: String,
+    name: String,
+}
+
+/// Opens a legacy (2025-06-18) session through `edge`: `initialize`, then
+/// `notifications/initialized`.
+async fn open_session(
+    client: &HttpClient,
+    edge: usize,
+    key: &str,
+    keys: &SessionKeys,
+) -> Option<OpenSession> {
+    let auth = ("authorization", format!("Bearer {key}"));
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": SESSION_REVISION,
+        "capabilities": {},
+        "clientInfo": {"name": "sim-legacy-agent", "version": "1"},
+    }});
+    let (status, headers, _) = post(client, edge, std::slice::from_ref(&auth), &init)
+        .await
+        .ok()?;
+    let token = headers.get("mcp-session-id")?.to_str().ok()?.to_string();
+    if status != 200 {
+        return None;
+    }
+    // The sim knows the deployment's session key, so it can name the session as edges do.
+    let name = keys.open(&token).ok()?.id();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let headers = [
+        auth,
+        ("mcp-session-id", token.clone()),
+        ("mcp-protocol-version", SESSION_REVISION.to_string()),
+    ];
+    // Best effort, as for a real client: a lost notification does not end the session.
+    let _ = post(client, edge, &headers, &note).await;
+    Some(OpenSession { token, name })
+}
+
+/// One agent: until `stop_ms`, a tool call through a random edge every 20–150 ms. Agent 0 is a
+/// legacy client: it calls inside an MCP session (opened through any edge, used through any
+/// edge) and opens a new one now and then or when told the session is gone.
 pub async fn agent(
     topo: Topology,
     index: usize,
@@ -342,56 +449,70 @@ pub async fn agent(
     history: History,
 ) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(seed ^ (0xa9e0 + index as u64));
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(net::dialer());
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build(net::dialer());
+    let legacy = index == 0;
+    let keys = SessionKeys::new(SESSION_KEY.as_bytes())?;
+    let mut session: Option<OpenSession> = None;
     let mut n = 0u64;
     while sim_ms() < stop_ms {
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..150))).await;
         n += 1;
         let edge = rng.random_range(0..topo.edges);
+        if legacy && (session.is_none() || rng.random_ratio(1, 50)) {
+            session = open_session(&client, edge, &key, &keys).await;
+            if let Some(s) = &session {
+                history.lock().sessions.push(s.name.clone());
+            }
+            continue;
+        }
         let tool = if rng.random_bool(0.5) {
             "lookup"
         } else {
             "update"
         };
         let trace_id = trace_id(index, n);
-        let body = json!({
-            "jsonrpc": "2.0", "id": n, "method": "tools/call",
-            "params": {"name": tool, "arguments": {"n": n}, "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientInfo": {"name": "sim-agent", "version": "1"},
-                "io.modelcontextprotocol/clientCapabilities": {},
-            }},
-        });
-        let url = format!(
-            "http://{}:{MCP_PORT}/t/{TENANT}/{SERVER}/mcp",
-            Topology::edge_host(edge)
-        );
-        let req = hyper::Request::post(url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("authorization", format!("Bearer {key}"))
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", tool)
-            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-            .body(Full::new(Bytes::from(body.to_string())))?;
-        let sent_ms = sim_ms();
-        let outcome = match tokio::time::timeout(Duration::from_secs(3), async {
-            let resp = client.request(req).await?;
-            let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
-        })
-        .await
-        {
-            Ok(Ok((status, body))) => outcome(status, &body),
-            Ok(Err(e)) => Outcome::Failed(e.to_string()),
-            Err(_) => Outcome::Failed("timed out".into()),
+        let mut headers = vec![
+            ("authorization", format!("Bearer {key}")),
+            ("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01")),
+        ];
+        let body = match &session {
+            Some(s) => {
+                headers.push(("mcp-session-id", s.token.clone()));
+                headers.push(("mcp-protocol-version", SESSION_REVISION.into()));
+                json!({"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                       "params": {"name": tool, "arguments": {"n": n}}})
+            }
+            None => {
+                headers.push(("mcp-protocol-version", "2026-07-28".into()));
+                headers.push(("mcp-method", "tools/call".into()));
+                headers.push(("mcp-name", tool.into()));
+                json!({
+                    "jsonrpc": "2.0", "id": n, "method": "tools/call",
+                    "params": {"name": tool, "arguments": {"n": n}, "_meta": {
+                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientInfo": {"name": "sim-agent", "version": "1"},
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                    }},
+                })
+            }
         };
+        let sent_ms = sim_ms();
+        let outcome = match post(&client, edge, &headers, &body).await {
+            Ok((404, _, _)) if session.is_some() => {
+                Outcome::Failed("http 404: session not found".into())
+            }
+            Ok((status, _, body)) => outcome(status, &body),
+            Err(e) => Outcome::Failed(e),
+        };
+        let name = session.as_ref().map(|s| s.name.clone());
+        if matches!(&outcome, Outcome::Failed(e) if e.contains("404")) {
+            session = None;
+        }
         history.lock().calls.push(Call {
             agent: index,
             edge,
             tool: tool.into(),
+            session: name,
             trace_id,
             sent_ms,
             done_ms: sim_ms(),

@@ -27,8 +27,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn print(r: &Report, broken: bool) {
     eprintln!(
-        "seed {:>6}: {} | {} calls ({} admitted, {} denied {:?}, {} undecided), {} admin ops, {} audit \
-         records, {} leader terms, faults {:?}, {} ms simulated",
+        "seed {:>6}: {} | {} calls ({} admitted, {} denied {:?}, {} undecided, {} in sessions), {} \
+         admin ops ({} session kills), {} audit records, {} leader terms, faults {:?}, {} ms \
+         simulated",
         r.seed,
         if r.ok() { "ok" } else { "VIOLATED" },
         r.calls,
@@ -36,7 +37,9 @@ fn print(r: &Report, broken: bool) {
         r.denied,
         r.denied_by,
         r.failed,
+        r.session_calls,
         r.admin_ops,
+        r.session_kills,
         r.audit_records,
         r.terms_led,
         r.faults,

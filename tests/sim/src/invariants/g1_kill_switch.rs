@@ -11,7 +11,6 @@ use agentgate_model::entity::Scope;
 
 use super::Ctx;
 use crate::history::{AdminKind, AdminResult, Call, Outcome};
-use crate::workload::scopes;
 
 /// Push bound once the cluster is healthy (DESIGN: tens of milliseconds; inter-region latency
 /// here is up to 40 ms each way).
@@ -20,8 +19,22 @@ pub const HEALTHY_BOUND_MS: u64 = 250;
 fn covers(scope: &Scope, call: &Call) -> bool {
     match scope {
         Scope::Tool { tool } => &call.tool == tool,
+        Scope::Session { session, .. } => call.session.as_ref() == Some(session),
         _ => true,
     }
+}
+
+/// Every scope an operator engaged, in first-engaged order.
+fn engaged_scopes(ctx: &Ctx<'_>) -> Vec<Scope> {
+    let mut out: Vec<Scope> = Vec::new();
+    for e in &ctx.log.admin {
+        if let AdminKind::Engage(s) = &e.kind
+            && !out.contains(s)
+        {
+            out.push(s.clone());
+        }
+    }
+    out
 }
 
 /// `[from, to)` windows in which `scope` is certainly engaged.
@@ -49,7 +62,7 @@ pub fn engaged_windows(ctx: &Ctx<'_>, scope: &Scope) -> Vec<(u64, u64)> {
 
 pub fn check(ctx: &Ctx<'_>) -> Vec<String> {
     let mut out = Vec::new();
-    for scope in scopes() {
+    for scope in engaged_scopes(ctx) {
         for (from, to) in engaged_windows(ctx, &scope) {
             let bound = if from >= ctx.healthy_from_ms {
                 HEALTHY_BOUND_MS
