@@ -158,6 +158,11 @@ impl App {
         let addr = self.node_addr(leader).ok_or_else(|| {
             Status::unavailable(format!("leader {leader} has no known address; retry"))
         })?;
+        self.peer_client(addr)
+    }
+
+    /// An admin client for the node at `addr` (one channel per address, kept).
+    pub fn peer_client(&self, addr: String) -> Result<AdminClient<Channel>, Status> {
         let mut peers = self
             .peers
             .lock()

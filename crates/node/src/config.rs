@@ -11,9 +11,19 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "agentgate-node", version)]
 pub struct Config {
-    /// This node's Raft id (unique, non-zero; on Kubernetes: pod ordinal + 1).
-    #[arg(long, env = "AGENTGATE_ID")]
+    /// This node's Raft id (unique, non-zero). Give this or `--pod-name`.
+    #[arg(
+        long,
+        env = "AGENTGATE_ID",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub id: u64,
+
+    /// A StatefulSet pod name (`NAME-ORDINAL`): the Raft id is the ordinal + 1, so a pod keeps
+    /// its id across restarts and reschedules. Used when `--id` is not given.
+    #[arg(long, env = "AGENTGATE_POD_NAME")]
+    pub pod_name: Option<String>,
 
     /// gRPC listen address (Raft, admin and edge-sync APIs). Port 0 picks a free port.
     #[arg(long, env = "AGENTGATE_LISTEN", default_value = "127.0.0.1:7400")]
@@ -36,9 +46,10 @@ pub struct Config {
     #[arg(long, env = "AGENTGATE_REGION", default_value = "local")]
     pub region: String,
 
-    /// Initial members `ID=HOST:PORT,…`. When set and the node holds no Raft state yet, it
-    /// initializes the cluster with exactly these voters (every initial member may be given the
-    /// same list; openraft treats the identical initialization as one).
+    /// Initial members `ID=HOST:PORT,…`, the same list on every node. A node that holds no Raft
+    /// state yet joins the cluster one of these belongs to; if none does, the lowest listed id
+    /// initializes it with exactly these voters and the others wait for it. Nodes not in the
+    /// list (scale-up) join as learners, then voters. See `bootstrap`.
     #[arg(long, env = "AGENTGATE_INITIAL_MEMBERS", value_parser = parse_members)]
     pub initial_members: Option<BTreeMap<u64, String>>,
 
@@ -94,25 +105,36 @@ fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, String> {
     Ok(out)
 }
 
+/// The Raft id of a StatefulSet pod: its ordinal (the name's last `-` part) plus one.
+pub fn id_from_pod_name(name: &str) -> Result<u64, String> {
+    name.rsplit_once('-')
+        .and_then(|(_, ordinal)| ordinal.parse::<u64>().ok())
+        .and_then(|o| o.checked_add(1))
+        .ok_or_else(|| format!("pod name `{name}` does not end in `-ORDINAL`"))
+}
+
 impl Config {
+    /// Fills in what is derived (the id from `--pod-name`), then checks what clap cannot.
+    pub fn resolve(mut self) -> Result<Config, String> {
+        if self.id == 0
+            && let Some(pod) = &self.pod_name
+        {
+            self.id = id_from_pod_name(pod)?;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Checks what clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.id == 0 {
-            return Err("--id must be non-zero".into());
+            return Err("give a non-zero --id, or --pod-name".into());
         }
         if self.heartbeat_ms == 0 || self.election_timeout_ms <= self.heartbeat_ms * 2 {
             return Err("--election-timeout-ms must exceed twice --heartbeat-ms".into());
         }
         if self.logs_to_keep == 0 || self.snapshot_logs == 0 {
             return Err("--snapshot-logs and --logs-to-keep must be positive".into());
-        }
-        if let Some(m) = &self.initial_members
-            && !m.contains_key(&self.id)
-        {
-            return Err(format!(
-                "--initial-members does not include this node's id {}",
-                self.id
-            ));
         }
         agentgate_model::ids::validate_name("region", &self.region).map_err(|e| e.to_string())?;
         Ok(())
@@ -145,5 +167,15 @@ mod tests {
         assert!(parse_members("1=a,1=b").is_err());
         assert!(parse_members("0=a").is_err());
         assert!(parse_members("x").is_err());
+    }
+
+    #[test]
+    fn pod_ordinals_become_ids() {
+        assert_eq!(id_from_pod_name("agentgate-core-0"), Ok(1));
+        assert_eq!(id_from_pod_name("agentgate-core-4"), Ok(5));
+        assert!(id_from_pod_name("agentgate-core").is_err());
+        assert!(id_from_pod_name("core-x").is_err());
+        assert!(id_from_pod_name("0").is_err());
+        assert!(id_from_pod_name(&format!("core-{}", u64::MAX)).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: static configuration (flags / `AGENTGATE_*`).
 //! - [`app`]: proposals, linearizable reads, membership, queries.
+//! - [`bootstrap`]: initializing or joining the cluster from an empty data directory.
 //! - [`network`] / [`raft_service`]: openraft's transport over tonic, client and server.
 //! - [`admin`] / [`edge_sync`]: the operator and edge gRPC services.
 //! - [`http`]: health and Prometheus metrics.
@@ -17,6 +18,7 @@ pub use agentgate_model::clock;
 
 pub mod admin;
 pub mod app;
+pub mod bootstrap;
 pub mod config;
 pub mod edge_sync;
 pub mod http;
@@ -35,7 +37,6 @@ use agentgate_proto::pb::edge_sync_server::EdgeSyncServer;
 use agentgate_proto::pb::raft_service_server::RaftServiceServer;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use openraft::BasicNode;
 
 use crate::app::{App, Env};
 use crate::config::Config;
@@ -96,33 +97,20 @@ pub async fn run(
         rpc_timeout,
     ));
 
-    if let Some(members) = &config.initial_members
-        && !raft.is_initialized().await?
-    {
-        {
+    let bootstrap_task = match &config.initial_members {
+        Some(members) if !raft.is_initialized().await? => {
             let advertise = config
                 .advertise
                 .clone()
                 .unwrap_or_else(|| grpc_addr.to_string());
-            let map = members
-                .iter()
-                .map(|(id, addr)| {
-                    (
-                        *id,
-                        BasicNode::new(if *id == config.id {
-                            advertise.clone()
-                        } else {
-                            addr.clone()
-                        }),
-                    )
-                })
-                .collect::<std::collections::BTreeMap<_, _>>();
-            raft.initialize(map)
-                .await
-                .context("cannot initialize the cluster")?;
-            tracing::info!(members = ?members, "initialized the cluster");
+            Some(tokio::spawn(bootstrap::run(
+                app.clone(),
+                members.clone(),
+                advertise,
+            )))
         }
-    }
+        _ => None,
+    };
 
     let http_task = tokio::spawn(agentgate_proto::ops::serve_health(
         http_listener,
@@ -166,6 +154,9 @@ pub async fn run(
         .await;
     tracing::info!("shutting down");
     sweep_task.abort();
+    if let Some(t) = bootstrap_task {
+        t.abort();
+    }
     metrics_task.abort();
     http_task.abort();
     let _ = raft.shutdown().await;

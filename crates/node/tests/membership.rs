@@ -130,18 +130,31 @@ fn validate_only_checks_static_configuration() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("data_dir"));
     let bad = Command::new(bin)
         .args([
-            "--id",
-            "1",
+            "--pod-name",
+            "core",
             "--data-dir",
             "/tmp/x",
-            "--initial-members",
-            "2=127.0.0.1:1",
             "--validate-only",
         ])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not include this node"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not end in `-ORDINAL`"));
+    let none = Command::new(bin)
+        .args(["--data-dir", "/tmp/x", "--validate-only"])
+        .env_remove("AGENTGATE_ID")
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(3));
+    // A StatefulSet pod: the id is the ordinal + 1; a node outside the initial members joins.
+    let pod = Command::new(bin)
+        .args(["--data-dir", "/tmp/x", "--validate-only"])
+        .args(["--initial-members", "1=core-0:7400,2=core-1:7400"])
+        .env("AGENTGATE_POD_NAME", "agentgate-core-3")
+        .output()
+        .unwrap();
+    assert!(pod.status.success(), "{pod:?}");
+    assert!(String::from_utf8_lossy(&pod.stdout).contains("id: 4,"));
     let env = Command::new(bin)
         .args(["--validate-only"])
         .env("AGENTGATE_ID", "7")
