@@ -26,7 +26,10 @@ use agentgate_model::command::Op;
 use agentgate_model::entity::{Entity, Kind};
 use agentgate_model::query::{Query, QueryResult};
 use agentgate_proto::pb::admin_client::AdminClient;
-use agentgate_proto::pb::{ClusterStatus, ProposeRequest, QueryRequest, StatusRequest};
+use agentgate_proto::pb::raft_service_client::RaftServiceClient;
+use agentgate_proto::pb::{
+    ClusterStatus, ProposeRequest, QueryRequest, RaftPayload, StatusRequest,
+};
 use agentgate_testkit::{DEADLINE, bin, eventually, http_get, retrying};
 use tonic::transport::Channel;
 
@@ -38,8 +41,9 @@ struct Pod {
     child: Child,
 }
 
-/// A StatefulSet `agentgate-core` of up to five pods with fixed addresses (the headless
-/// Service's stable DNS names, here loopback ports).
+/// A StatefulSet `agentgate-core` of up to five pods with fixed peer addresses (the headless
+/// Service's stable DNS names, here loopback ports); clients (the writer, `agentgate-admin`)
+/// use the client port, as through the `agentgate-core` Service.
 struct StatefulSet {
     dir: tempfile::TempDir,
     addrs: Vec<String>,
@@ -136,7 +140,8 @@ impl StatefulSet {
             .env_remove("AGENTGATE_ID")
             .env("AGENTGATE_POD_NAME", format!("agentgate-core-{ordinal}"))
             .env("AGENTGATE_INITIAL_MEMBERS", &self.initial_members)
-            .env("AGENTGATE_LISTEN", &self.addrs[ordinal])
+            .env("AGENTGATE_LISTEN", "127.0.0.1:0")
+            .env("AGENTGATE_PEER_LISTEN", &self.addrs[ordinal])
             .env("AGENTGATE_ADVERTISE", &self.addrs[ordinal])
             .env("AGENTGATE_HTTP_LISTEN", "127.0.0.1:0")
             .env("AGENTGATE_DATA_DIR", self.volume(ordinal))
@@ -159,6 +164,7 @@ impl StatefulSet {
                 .to_string()
         };
         assert!(line.contains(&format!("id={} ", ordinal + 1)), "{line}");
+        assert_eq!(field("peer="), self.addrs[ordinal]);
         self.pods.insert(
             ordinal,
             Pod {
@@ -312,6 +318,16 @@ async fn statefulset_rolls_and_scales_without_losing_quorum_or_writes() {
         set.wait_ready(o).await;
     }
     set.wait_voters(&[1, 2, 3]).await;
+    // Raft is served on the peer port only (the NetworkPolicy admits only core pods there).
+    let raft_on_client_port = RaftServiceClient::connect(format!("http://{}", set.pods[&0].grpc))
+        .await
+        .unwrap()
+        .vote(RaftPayload {
+            json: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(raft_on_client_port.code(), tonic::Code::Unimplemented);
 
     let live = Arc::new(Mutex::new(set.endpoints()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -29,8 +29,15 @@ pub struct Config {
     #[arg(long, env = "AGENTGATE_LISTEN", default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
 
-    /// The address other nodes and clients use to reach this node's gRPC listener
-    /// (defaults to the bound listen address).
+    /// A separate node-to-node listener: Raft (and Admin, for forwarding to the leader) is then
+    /// served here only, so a network policy can admit only core nodes to it. Unset: Raft shares
+    /// `--listen`.
+    #[arg(long, env = "AGENTGATE_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+
+    /// The address other nodes use to reach this node (its address in the Raft membership):
+    /// the peer listener's when there is one, else the gRPC listener's. Defaults to the bound
+    /// address.
     #[arg(long, env = "AGENTGATE_ADVERTISE")]
     pub advertise: Option<String>,
 

@@ -43,8 +43,11 @@ use crate::config::Config;
 
 /// The sockets a node serves on, bound by the caller (so tests and simulations pass their own).
 pub struct Listeners {
-    /// Raft, Admin and EdgeSync gRPC.
+    /// Admin and EdgeSync gRPC, and Raft too unless `peer` is given.
     pub grpc: BoxListener,
+    /// Node-to-node gRPC only (Raft, and Admin for forwarding to the leader), so a network
+    /// policy can keep everything but core nodes away from Raft.
+    pub peer: Option<BoxListener>,
     /// Health and metrics.
     pub http: BoxListener,
 }
@@ -53,6 +56,8 @@ pub struct Listeners {
 pub struct Running {
     pub app: Arc<App>,
     pub grpc_addr: std::net::SocketAddr,
+    /// The node-to-node listener, when separate.
+    pub peer_addr: Option<std::net::SocketAddr>,
     pub http_addr: std::net::SocketAddr,
 }
 
@@ -67,9 +72,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let Listeners {
         grpc,
+        peer,
         http: http_listener,
     } = listeners;
     let grpc_addr = grpc.local_addr()?;
+    let peer_addr = match &peer {
+        Some(p) => Some(p.local_addr()?),
+        None => None,
+    };
     let http_addr = http_listener.local_addr()?;
     let raft_config = Arc::new(config.raft_config().map_err(anyhow::Error::msg)?);
     std::fs::create_dir_all(&config.data_dir)
@@ -102,7 +112,7 @@ pub async fn run(
             let advertise = config
                 .advertise
                 .clone()
-                .unwrap_or_else(|| grpc_addr.to_string());
+                .unwrap_or_else(|| peer_addr.unwrap_or(grpc_addr).to_string());
             Some(tokio::spawn(bootstrap::run(
                 app.clone(),
                 members.clone(),
@@ -120,38 +130,69 @@ pub async fn run(
     let metrics_task = tokio::spawn(telemetry::export_raft_metrics(app.clone()));
     let sweep_task = tokio::spawn(sweep(app.clone()));
 
-    let grpc_server = tonic::transport::Server::builder()
-        // Unary RPCs end within the client deadline plus slack; watch streams only need their
-        // first response within it.
-        .timeout(rpc_timeout + Duration::from_secs(1))
-        .http2_keepalive_interval(Some(Duration::from_secs(5)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(
-            RaftServiceServer::new(raft_service::RaftRpc { app: app.clone() })
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-        )
-        .add_service(
-            AdminServer::new(admin::AdminRpc { app: app.clone() })
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-        )
-        .add_service(
-            EdgeSyncServer::new(edge_sync::EdgeSyncRpc { app: app.clone() })
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-        );
+    let raft_svc = || {
+        RaftServiceServer::new(raft_service::RaftRpc { app: app.clone() })
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    };
+    let admin_svc = || {
+        AdminServer::new(admin::AdminRpc { app: app.clone() })
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    };
+    let edge_svc = EdgeSyncServer::new(edge_sync::EdgeSyncRpc { app: app.clone() })
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let builder = || {
+        tonic::transport::Server::builder()
+            // Unary RPCs end within the client deadline plus slack; watch streams only need
+            // their first response within it.
+            .timeout(rpc_timeout + Duration::from_secs(1))
+            .http2_keepalive_interval(Some(Duration::from_secs(5)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+    };
+    let client_router = builder().add_service(admin_svc()).add_service(edge_svc);
+    // Both servers stop on the same signal.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let (client_router, peer_task) = match peer {
+        Some(peer) => {
+            let router = builder().add_service(raft_svc()).add_service(admin_svc());
+            let task = tokio::spawn(
+                router
+                    .serve_with_incoming_shutdown(agentgate_proto::net::incoming(peer), stopped()),
+            );
+            (client_router, Some(task))
+        }
+        None => (client_router.add_service(raft_svc()), None),
+    };
     let running = Running {
         app: app.clone(),
         grpc_addr,
+        peer_addr,
         http_addr,
     };
     on_ready(&running);
     tracing::info!(id = config.id, %grpc_addr, %http_addr, region = %config.region, "node started");
     let incoming = agentgate_proto::net::incoming(grpc);
-    let served = grpc_server
-        .serve_with_incoming_shutdown(incoming, shutdown)
+    let served = client_router
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
         .await;
+    let peer_served = match peer_task {
+        Some(t) => t
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(Into::into)),
+        None => Ok(()),
+    };
     tracing::info!("shutting down");
     sweep_task.abort();
     if let Some(t) = bootstrap_task {
@@ -160,7 +201,8 @@ pub async fn run(
     metrics_task.abort();
     http_task.abort();
     let _ = raft.shutdown().await;
-    served.context("grpc server failed")
+    served.context("grpc server failed")?;
+    peer_served.context("peer grpc server failed")
 }
 
 /// On the leader, proposes sweeps of expired kill switches and approvals when any are due, and

@@ -46,6 +46,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = agentgate_node::telemetry::init_metrics().map_err(anyhow::Error::msg)?;
     let listeners = Listeners {
         grpc: agentgate_proto::net::bind(config.listen).await?,
+        peer: match config.peer_listen {
+            Some(addr) => Some(agentgate_proto::net::bind(addr).await?),
+            None => None,
+        },
         http: agentgate_proto::net::bind(config.http_listen).await?,
     };
     let env = Env {
@@ -61,8 +65,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         |r| {
             // One line on stdout that scripts and tests read to find the bound ports.
+            let peer = r
+                .peer_addr
+                .map(|a| format!(" peer={a}"))
+                .unwrap_or_default();
             println!(
-                "agentgate-node id={id} grpc={} http={}",
+                "agentgate-node id={id} grpc={}{peer} http={}",
                 r.grpc_addr, r.http_addr
             );
         },

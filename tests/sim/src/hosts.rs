@@ -77,6 +77,7 @@ pub async fn node(
 ) -> turmoil::Result {
     let config = agentgate_node::config::Config::try_parse_from(node_args(&topo, id, &data_dir))?;
     let listeners = agentgate_node::Listeners {
+        peer: None,
         grpc: net::bind(GRPC_PORT).await?,
         http: net::bind(NODE_HTTP_PORT).await?,
     };
