@@ -32,8 +32,20 @@ pub struct Config {
 
     /// Key that signs legacy session ids (at least 32 bytes); every edge of a deployment must
     /// share it so that a session works through any of them.
-    #[arg(long, env = "AGENTGATE_SESSION_KEY", hide_env_values = true)]
+    /// Give this or `--session-key-file`.
+    #[arg(
+        long,
+        env = "AGENTGATE_SESSION_KEY",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub session_key: String,
+
+    /// A file holding the session key (e.g. a mounted Kubernetes Secret); one trailing newline
+    /// is ignored. Used when `--session-key` is not given.
+    #[arg(long, env = "AGENTGATE_SESSION_KEY_FILE")]
+    pub session_key_file: Option<std::path::PathBuf>,
 
     /// A snapshot the core has not confirmed for this long is stale: calls are denied.
     #[arg(long, env = "AGENTGATE_MAX_STALENESS_MS", default_value_t = 3_000)]
@@ -90,7 +102,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads what the configuration points at (the session key file), then validates.
+    pub fn resolve(mut self) -> Result<Config, String> {
+        if self.session_key.is_empty()
+            && let Some(path) = &self.session_key_file
+        {
+            let key = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --session-key-file `{}`: {e}", path.display()))?;
+            let key = key.strip_suffix('\n').unwrap_or(&key);
+            self.session_key = key.strip_suffix('\r').unwrap_or(key).to_string();
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if self.session_key.is_empty() {
+            return Err("give --session-key or --session-key-file".into());
+        }
         crate::session::SessionKeys::new(self.session_key.as_bytes())?;
         if self.core.iter().all(|c| c.trim().is_empty()) {
             return Err("--core needs at least one core node address".into());

@@ -11,11 +11,13 @@ use rand::RngCore;
 use rand::SeedableRng;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
-    if let Err(e) = config.validate() {
-        eprintln!("agentgate-edge: invalid configuration: {e}");
-        return ExitCode::from(3);
-    }
+    let config = match Config::parse().resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agentgate-edge: invalid configuration: {e}");
+            return ExitCode::from(3);
+        }
+    };
     if config.validate_only {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
