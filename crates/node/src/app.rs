@@ -455,12 +455,28 @@ impl App {
             .await
             .map_err(|e| status::from_write(&e))?;
         if as_voter {
-            self.raft
+            let r = self
+                .raft
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node.id])), false)
                 .await
                 .map_err(|e| status::from_write(&e))?;
+            return Ok(self.status_after(r.log_id).await);
         }
         Ok(self.status())
+    }
+
+    /// The status once this node's metrics show the membership change committed at `log_id`
+    /// (they are published a moment after the write returns), or as it is after the deadline.
+    async fn status_after(&self, log_id: openraft::LogId<NodeId>) -> ClusterStatus {
+        let _ = self
+            .raft
+            .wait(Some(self.rpc_timeout))
+            .metrics(
+                |m| m.membership_config.log_id().as_ref() >= Some(&log_id),
+                "membership change published",
+            )
+            .await;
+        self.status()
     }
 
     pub async fn remove_node(
@@ -488,11 +504,12 @@ impl App {
             (false, true) => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
             (false, false) => return Err(Status::not_found(format!("node {id} is not a member"))),
         };
-        self.raft
+        let r = self
+            .raft
             .change_membership(change, false)
             .await
             .map_err(|e| status::from_write(&e))?;
-        Ok(self.status())
+        Ok(self.status_after(r.log_id).await)
     }
 
     pub fn status(&self) -> ClusterStatus {
