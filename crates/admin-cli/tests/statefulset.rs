@@ -15,7 +15,6 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,13 +24,11 @@ use std::time::{Duration, Instant};
 use agentgate_model::command::Op;
 use agentgate_model::entity::{Entity, Kind};
 use agentgate_model::query::{Query, QueryResult};
-use agentgate_proto::pb::admin_client::AdminClient;
 use agentgate_proto::pb::raft_service_client::RaftServiceClient;
-use agentgate_proto::pb::{
-    ClusterStatus, ProposeRequest, QueryRequest, RaftPayload, StatusRequest,
+use agentgate_proto::pb::{ProposeRequest, QueryRequest, RaftPayload};
+use agentgate_testkit::{
+    DEADLINE, StartupLine, admin_client, bin, eventually, http_get, node_status, retrying,
 };
-use agentgate_testkit::{DEADLINE, bin, eventually, http_get, retrying};
-use tonic::transport::Channel;
 
 const PODS_MAX: usize = 5;
 
@@ -51,28 +48,12 @@ struct StatefulSet {
     pods: BTreeMap<usize, Pod>,
 }
 
-fn client(addr: &str) -> AdminClient<Channel> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .timeout(Duration::from_secs(3))
-        .connect_timeout(Duration::from_secs(1));
-    AdminClient::new(ep.connect_lazy())
-}
-
-async fn status(addr: &str) -> Option<ClusterStatus> {
-    client(addr)
-        .status(StatusRequest {})
-        .await
-        .ok()
-        .map(|r| r.into_inner())
-}
-
 async fn create_tenant(addr: &str, id: &str) -> Result<u64, tonic::Status> {
     let op = Op::CreateTenant {
         id: id.into(),
         stale_allow_read_only: false,
     };
-    let r = client(addr)
+    let r = admin_client(addr)
         .propose(ProposeRequest {
             op_json: serde_json::to_vec(&op).unwrap(),
             actor: "statefulset-test".into(),
@@ -89,7 +70,11 @@ async fn tenants(addr: &str) -> BTreeSet<String> {
     .unwrap();
     let r = retrying(|| {
         let q = q.clone();
-        async move { client(addr).query(QueryRequest { query_json: q }).await }
+        async move {
+            admin_client(addr)
+                .query(QueryRequest { query_json: q })
+                .await
+        }
     })
     .await
     .unwrap()
@@ -153,23 +138,14 @@ impl StatefulSet {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in {line:?}"))
-                .to_string()
-        };
-        assert!(line.contains(&format!("id={} ", ordinal + 1)), "{line}");
-        assert_eq!(field("peer="), self.addrs[ordinal]);
+        let line = StartupLine::read(&mut child);
+        assert_eq!(line.field("id="), (ordinal + 1).to_string(), "{}", line.0);
+        assert_eq!(line.field("peer="), self.addrs[ordinal]);
         self.pods.insert(
             ordinal,
             Pod {
-                grpc: field("grpc="),
-                http: field("http="),
+                grpc: line.field("grpc="),
+                http: line.field("http="),
                 child,
             },
         );
@@ -225,7 +201,7 @@ impl StatefulSet {
                 let (eps, want) = (eps.clone(), want.clone());
                 async move {
                     for ep in &eps {
-                        let Some(s) = status(ep).await else {
+                        let Some(s) = node_status(ep).await else {
                             return false;
                         };
                         let got: BTreeSet<u64> = s.voters.iter().map(|v| v.id).collect();

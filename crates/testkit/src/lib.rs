@@ -59,6 +59,48 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The one line a binary prints on stdout once its listeners are bound, e.g.
+/// `agentgate-node id=1 grpc=ADDR http=ADDR`: `key=value` words.
+pub struct StartupLine(pub String);
+
+impl StartupLine {
+    /// Reads it from a child spawned with a piped stdout.
+    pub fn read(child: &mut Child) -> StartupLine {
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout is piped"))
+            .read_line(&mut line)
+            .expect("read startup line");
+        StartupLine(line)
+    }
+
+    /// The value of `key` (given with its `=`, e.g. `"grpc="`).
+    pub fn field(&self, key: &str) -> String {
+        self.0
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in startup line {:?}", self.0))
+            .to_string()
+    }
+}
+
+/// An admin client for the node at `addr` (connects lazily; 10 s per call).
+pub fn admin_client(addr: &str) -> AdminClient<Channel> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(2));
+    AdminClient::new(ep.connect_lazy())
+}
+
+/// The status of the node at `addr`, or `None` when it does not answer.
+pub async fn node_status(addr: &str) -> Option<ClusterStatus> {
+    admin_client(addr)
+        .status(StatusRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
 pub struct NodeProc {
     pub id: u64,
     pub grpc: String,
@@ -104,19 +146,9 @@ fn spawn(id: u64, listen: &str, data_dir: &PathBuf, extra: &[String]) -> (Child,
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn agentgate-node");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read startup line");
     // agentgate-node id=1 grpc=127.0.0.1:X http=127.0.0.1:Y
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap_or_else(|| panic!("no {k} in startup line {line:?}"))
-            .to_string()
-    };
-    (child, field("grpc="), field("http="))
+    let line = StartupLine::read(&mut child);
+    (child, line.field("grpc="), line.field("http="))
 }
 
 impl Cluster {
@@ -215,20 +247,11 @@ impl Cluster {
     }
 
     pub async fn client(&self, id: u64) -> AdminClient<Channel> {
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{}", self.node(id).grpc))
-            .unwrap()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(2));
-        AdminClient::new(ep.connect_lazy())
+        admin_client(&self.node(id).grpc)
     }
 
     pub async fn status(&self, id: u64) -> Option<ClusterStatus> {
-        self.client(id)
-            .await
-            .status(StatusRequest {})
-            .await
-            .ok()
-            .map(|r| r.into_inner())
+        node_status(&self.node(id).grpc).await
     }
 
     /// Waits until every listed node agrees on one leader among them; returns it.

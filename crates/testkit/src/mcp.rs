@@ -4,7 +4,6 @@
 //! The Python and npm tools come from `scripts/setup-e2e.sh` (`.e2e/` at the repository root);
 //! `AGENTGATE_E2E_DIR` points elsewhere. A missing tool fails the test with what to run.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -133,21 +132,12 @@ impl Edge {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
         // agentgate-edge id=ID mcp=ADDR http=ADDR
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in startup line {line:?}"))
-                .to_string()
-        };
+        let line = crate::StartupLine::read(&mut child);
         Edge {
-            id: field("id="),
-            mcp: field("mcp="),
-            http: field("http="),
+            id: line.field("id="),
+            mcp: line.field("mcp="),
+            http: line.field("http="),
             proc: Proc(child),
         }
     }
