@@ -23,6 +23,7 @@ use agentgate_model::decide::{Action, CallFacts, CompiledPolicy, Outcome};
 use agentgate_model::entity::PolicyPackage;
 use agentgate_model::policy::package_digest;
 use agentgate_model::{Command, Op, State, apply};
+use agentgate_testkit::bench::padded_policies;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 
@@ -32,14 +33,8 @@ const KEY: &str = "agk_bench_key";
 fn package(n: usize) -> PolicyPackage {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/");
     let schema = std::fs::read_to_string(format!("{root}schema.cedarschema")).unwrap();
-    let mut policies = std::fs::read_to_string(format!("{root}default.cedar")).unwrap();
-    for i in 0..n.saturating_sub(4) {
-        policies.push_str(&format!(
-            "@id(\"tool-{i}\")\npermit (principal in Role::\"team-{}\", action == Action::\"call_tool\", resource == Tool::\"srv-{}/tool-{i}\")\nwhen {{ context.region == \"eu\" }};\n",
-            i % 50,
-            i % 100
-        ));
-    }
+    let default = std::fs::read_to_string(format!("{root}default.cedar")).unwrap();
+    let policies = padded_policies(&default, n);
     PolicyPackage {
         tenant: "bench".into(),
         version: "v1".into(),

@@ -5,8 +5,8 @@
 //! 2. Audit append throughput in batches of 1,000 records from concurrent edges, with the
 //!    acknowledgement latency of each batch.
 //!
-//! Run: `cargo bench --workspace --bench core_cluster` (release build). Prints a table and
-//! writes `$CARGO_TARGET_DIR/bench-results/core_cluster.json`.
+//! Run: `cargo bench --workspace --bench core_cluster` (or `scripts/bench.sh`). Prints a table and
+//! writes `core_cluster.json` (see `agentgate_testkit::bench::results_dir`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,8 +16,6 @@
 #![allow(clippy::disallowed_methods)] // a benchmark measures wall time
 
 use agentgate_testkit as common;
-#[path = "support/stats.rs"]
-mod stats;
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +24,8 @@ use agentgate_model::audit::{AuditEntry, Decision};
 use agentgate_model::entity::Scope;
 use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
 use agentgate_proto::pb::{AppendAuditRequest, ProposeRequest};
+use agentgate_testkit::bench::{selected, summary, write_results};
 use common::Cluster;
-use stats::summary;
 
 const SWITCH_WRITES: usize = 2_000;
 const AUDIT_EDGES: usize = 8;
@@ -124,12 +122,7 @@ async fn audit_throughput(c: &Cluster) -> (f64, Vec<Duration>) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter that does not name us means skip.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if !args.is_empty() && !args.iter().any(|a| "core_cluster".contains(a.as_str())) {
+    if !selected("core_cluster") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -186,15 +179,6 @@ fn main() {
             "audit_records_per_sec": rate,
             "audit_batch_ack": ack,
         });
-        let dir = std::path::PathBuf::from(
-            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()),
-        )
-        .join("bench-results");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("core_cluster.json"),
-            serde_json::to_string_pretty(&out).unwrap(),
-        )
-        .unwrap();
+        write_results("core_cluster", &out);
     });
 }

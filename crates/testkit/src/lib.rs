@@ -101,6 +101,12 @@ pub async fn node_status(addr: &str) -> Option<ClusterStatus> {
         .map(|r| r.into_inner())
 }
 
+/// The log filter of the processes the harness starts: `$AGENTGATE_CHILD_LOG`, else `warn`
+/// (the benchmarks' script sets `off` to keep its tables readable).
+pub fn child_log() -> String {
+    std::env::var("AGENTGATE_CHILD_LOG").unwrap_or_else(|_| "warn".into())
+}
+
 pub struct NodeProc {
     pub id: u64,
     pub grpc: String,
@@ -113,6 +119,11 @@ pub struct NodeProc {
 impl NodeProc {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The OS process id while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 
@@ -141,7 +152,7 @@ fn spawn(id: u64, listen: &str, data_dir: &PathBuf, extra: &[String]) -> (Child,
             &["--heartbeat-ms", "50", "--election-timeout-ms", "300"][..]
         })
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", child_log())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -405,4 +416,5 @@ where
     }
 }
 
+pub mod bench;
 pub mod mcp;

@@ -127,7 +127,7 @@ impl Edge {
             .args(["--core", &core.join(",")])
             .args(["--session-key", SESSION_KEY, "--log-format", "text"])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", crate::child_log())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
