@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs the real MCP software the end-to-end tests drive into .e2e/ (idempotent):
-# the Python MCP SDK (client and server) in a venv, and server-everything from npm.
+# the Python MCP SDK (client and server) and the OpenTelemetry SDK with its OTLP/gRPC exporter in
+# a venv, and server-everything from npm.
 # Versions are pinned; see ../shared/TOOLS.md for what each is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${AGENTGATE_E2E_DIR:-.e2e}"
 mkdir -p "$dir"
-if ! "$dir/venv/bin/python" -c "import mcp, httpx2" 2>/dev/null; then
-  echo "setup-e2e: Python MCP SDK into $dir/venv"
+if ! "$dir/venv/bin/python" -c "import mcp, httpx2, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, grpc" 2>/dev/null; then
+  echo "setup-e2e: Python MCP SDK and OpenTelemetry SDK (traced client/server, OTLP receiver) into $dir/venv"
   python3 -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install -q --disable-pip-version-check "mcp==2.3.0"
+  "$dir/venv/bin/pip" install -q --disable-pip-version-check "mcp==2.3.0" \
+    "opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-grpc==1.45.2"
 fi
 if [ ! -x "$dir/node/node_modules/.bin/mcp-server-everything" ]; then
   echo "setup-e2e: server-everything into $dir/node"

@@ -24,3 +24,4 @@ pub mod channel;
 pub mod json;
 pub mod net;
 pub mod ops;
+pub mod telemetry;

@@ -14,21 +14,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::net::BoxListener;
 
-/// Structured JSON logs (or `text` for terminals) on stderr; level from `RUST_LOG`, else
-/// `default_filter`.
-pub fn init_logs(format: &str, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if format == "text" {
-        builder.try_init()
-    } else {
-        builder.json().try_init()
-    };
-}
-
 /// What `/readyz` and `/metrics` ask the binary.
 pub trait Probe: Send + Sync + 'static {
     /// Ready to serve, or why not.

@@ -22,7 +22,6 @@ fn main() -> ExitCode {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    server::init_logs(&config.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,6 +42,15 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    let _telemetry = agentgate_proto::telemetry::init(
+        &config.log_format,
+        server::LOG_FILTER,
+        &agentgate_proto::telemetry::TraceSettings {
+            endpoint: config.otlp_endpoint.clone(),
+            sample_ratio: config.trace_sample_ratio,
+            service_name: "agentgate-edge",
+        },
+    )?;
     let metrics = server::init_metrics()?;
     let listeners = Listeners {
         mcp: agentgate_proto::net::bind(config.listen)

@@ -21,6 +21,7 @@ use agentgate_model::clock::Clock;
 use agentgate_model::decide::{Action, CallFacts, Outcome};
 use agentgate_model::digest::args_digest;
 use agentgate_model::entity::{Agent, Transport, Upstream, join_key};
+use agentgate_proto::telemetry::{self, TARGET};
 use bytes::Bytes;
 use http::header::{ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, ORIGIN, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -30,6 +31,9 @@ use hyper::body::{Frame, Incoming};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::approvals::{Approvals, Call, Resolution};
 use crate::audit::{Admission, AuditLog};
@@ -123,6 +127,8 @@ struct Ctx {
     session_id: Option<String>,
     headers: HeaderMap,
     trace_id: Option<String>,
+    /// The request's span (disabled unless traces are exported).
+    span: tracing::Span,
     started: Instant,
     revision: String,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -245,6 +251,64 @@ fn accepts(h: &HeaderMap, mime: &str) -> bool {
     })
 }
 
+/// Parents a request's span on the caller's trace: `params._meta` (MCP's own carrier) first,
+/// then the HTTP headers. Nothing when traces are off or the caller sent no valid context.
+fn continue_trace(span: &tracing::Span, meta: Option<&Map<String, Value>>, headers: &HeaderMap) {
+    if span.is_disabled() {
+        return;
+    }
+    let from_meta = meta.map(|m| telemetry::extract(&telemetry::MetaReader(m)));
+    let cx = match from_meta {
+        Some(cx) if telemetry::has_span(&cx) => cx,
+        _ => telemetry::extract(&telemetry::HeaderReader(headers)),
+    };
+    if telemetry::has_span(&cx) {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// Records a decision on the current request span: names, versions and outcomes only — never
+/// argument values (the digest stays in the audit record).
+fn trace_decision(e: &AuditEntry) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    span.record("mcp.method.name", e.method.as_str());
+    if let Some(t) = &e.tool {
+        span.record("gen_ai.tool.name", t.as_str());
+    }
+    span.record("agentgate.decision", decision_label(e.decision));
+    if !e.reason.is_empty() {
+        span.record("agentgate.reason", e.reason.as_str());
+    }
+    if let Some(v) = &e.policy_version {
+        span.record("agentgate.policy.version", v.as_str());
+    }
+    if !e.policy_ids.is_empty() {
+        span.record("agentgate.policy.ids", e.policy_ids.join(",").as_str());
+    }
+}
+
+/// A JSON-RPC request body with `cx` written into `params._meta` (`traceparent`,
+/// `tracestate`); any other body unchanged.
+fn with_meta_context(body: Bytes, cx: &opentelemetry::Context) -> Bytes {
+    let Ok(mut msg) = serde_json::from_slice::<Value>(&body) else {
+        return body;
+    };
+    let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) else {
+        return body;
+    };
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(meta) = meta.as_object_mut() else {
+        return body;
+    };
+    telemetry::inject(cx, &mut telemetry::MetaCarrier(meta));
+    serde_json::to_vec(&msg).map(Bytes::from).unwrap_or(body)
+}
+
 /// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
 fn trace_id(traceparent: &str) -> Option<String> {
     let id = traceparent.split('-').nth(1)?;
@@ -310,11 +374,21 @@ impl Gateway {
             Ok(c) => c,
             Err(r) => return r,
         };
-        match method {
+        let span = ctx.span.clone();
+        let resp = match method {
+            // The parent may come from the body's `_meta`: POST enters its span once parsed.
             Method::POST => self.post(ctx, req).await,
-            Method::GET => self.get_stream(ctx).await,
-            _ => self.delete(ctx).await,
-        }
+            Method::GET => {
+                continue_trace(&span, None, &ctx.headers);
+                self.get_stream(ctx).instrument(span.clone()).await
+            }
+            _ => {
+                continue_trace(&span, None, &ctx.headers);
+                self.delete(ctx).instrument(span.clone()).await
+            }
+        };
+        span.record("http.response.status_code", resp.status().as_u16());
+        resp
     }
 
     /// Authenticates and resolves tenant, server and session (the error is the reply).
@@ -399,6 +473,22 @@ impl Gateway {
             ),
         };
         let trace_id = header(h, TRACEPARENT.as_str()).and_then(trace_id);
+        let span = tracing::info_span!(
+            target: TARGET,
+            "agentgate.request",
+            otel.kind = "server",
+            agentgate.tenant = %tenant,
+            agentgate.agent = %agent.id,
+            agentgate.server = %server,
+            mcp.method.name = Empty,
+            gen_ai.tool.name = Empty,
+            agentgate.decision = Empty,
+            agentgate.reason = Empty,
+            agentgate.policy.version = Empty,
+            agentgate.policy.ids = Empty,
+            agentgate.upstream.status = Empty,
+            http.response.status_code = Empty,
+        );
         Ok(Ctx {
             agent,
             server: server.to_string(),
@@ -412,6 +502,7 @@ impl Gateway {
             session,
             headers: h.clone(),
             trace_id,
+            span,
             started,
             view,
             permit,
@@ -486,15 +577,29 @@ impl Gateway {
             }
         };
         ctx.revision = parsed.revision.clone();
+        let meta = parsed.messages.first().and_then(Message::meta);
         if ctx.trace_id.is_none() {
-            ctx.trace_id = parsed
-                .messages
-                .first()
-                .and_then(Message::meta)
+            ctx.trace_id = meta
                 .and_then(|m| m.get("traceparent"))
                 .and_then(Value::as_str)
                 .and_then(trace_id);
         }
+        let span = ctx.span.clone();
+        if !span.is_disabled() {
+            continue_trace(&span, meta, &ctx.headers);
+            if let Some(m) = parsed.messages.first().and_then(Message::method) {
+                span.record("mcp.method.name", m);
+            }
+            // A trace this edge started (no caller context) is the audit record's trace too.
+            if ctx.trace_id.is_none() {
+                ctx.trace_id = telemetry::trace_id(&span.context());
+            }
+        }
+        self.dispatch(ctx, parsed, body).instrument(span).await
+    }
+
+    /// Answers one parsed POST (inside the request's span).
+    async fn dispatch(&self, ctx: Ctx, parsed: Parsed, body: Bytes) -> Response<Body> {
         if parsed.batch {
             return self.batch(ctx, parsed, body).await;
         }
@@ -715,6 +820,7 @@ impl Gateway {
         e.reason = d.reason.clone();
         e.policy_ids = d.policy_ids.clone();
         e.policy_version = version;
+        trace_decision(&e);
         if self.audit.record(e).is_err() {
             return self.overloaded(id);
         }
@@ -832,15 +938,17 @@ impl Gateway {
             );
             return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, None);
         }
-        let decided = decide_call(
-            &ctx.view.state,
-            &self.policies,
-            &facts,
-            &ctx.agent,
-            self.follower.is_fresh(),
-            now_ms,
-            self.settings.retry_after_ms,
-        );
+        let decided = tracing::info_span!(target: TARGET, "agentgate.decide").in_scope(|| {
+            decide_call(
+                &ctx.view.state,
+                &self.policies,
+                &facts,
+                &ctx.agent,
+                self.follower.is_fresh(),
+                now_ms,
+                self.settings.retry_after_ms,
+            )
+        });
         let shadow = decided.shadow.map(|o| match o {
             Outcome::Allow => Decision::Allow,
             Outcome::Deny => Decision::Deny,
@@ -920,6 +1028,7 @@ impl Gateway {
         e.policy_version = Some(version);
         e.policy_ids = policy_ids;
         e.shadow_decision = shadow;
+        trace_decision(&e);
         let Ok(held) = self.audit.hold(e) else {
             return self.overloaded(Some(&id));
         };
@@ -945,6 +1054,8 @@ impl Gateway {
             .record(upstream_us as f64 / 1e6);
         match result {
             Ok(resp) => {
+                ctx.span
+                    .record("agentgate.upstream.status", resp.status().as_u16());
                 if let Some(e) = held.entry_mut() {
                     e.upstream_status = Some(resp.status().as_u16());
                     e.upstream_latency_us = Some(upstream_us);
@@ -953,6 +1064,10 @@ impl Gateway {
                 self.relay(ctx, resp, Some(watched), None)
             }
             Err(err) => {
+                ctx.span.record(
+                    "agentgate.upstream.status",
+                    StatusCode::BAD_GATEWAY.as_u16(),
+                );
                 if let Some(e) = held.entry_mut() {
                     e.upstream_status = Some(StatusCode::BAD_GATEWAY.as_u16());
                     e.upstream_latency_us = Some(upstream_us);
@@ -1019,6 +1134,7 @@ impl Gateway {
         let mut e = self.entry(&ctx, method, None, Decision::Allow);
         e.reason = format!("{shown} of {total} tools shown");
         e.upstream_status = Some(status.as_u16());
+        trace_decision(&e);
         if self.audit.record(e).is_err() {
             return self.overloaded(Some(&id));
         }
@@ -1155,6 +1271,25 @@ impl Gateway {
         method: Method,
         body: Bytes,
     ) -> Result<Response<Incoming>, upstream::UpstreamError> {
+        let span = tracing::info_span!(
+            target: TARGET,
+            "agentgate.upstream",
+            otel.kind = "client",
+            http.request.method = %method,
+            server.address = ctx.uri.authority().map_or("", |a| a.as_str()),
+            http.response.status_code = Empty,
+        );
+        // The upstream continues this edge's trace: W3C context in the headers and, for MCP
+        // servers that read it there, in `params._meta`.
+        let cx = if span.is_disabled() {
+            None
+        } else {
+            Some(span.context()).filter(telemetry::has_span)
+        };
+        let body = match &cx {
+            Some(cx) => with_meta_context(body, cx),
+            None => body,
+        };
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
         *req.uri_mut() = ctx.uri.clone();
@@ -1164,12 +1299,19 @@ impl Gateway {
                 h.append(name, v.clone());
             }
         }
+        if let Some(cx) = &cx {
+            telemetry::inject(cx, &mut telemetry::HeaderCarrier(h));
+        }
         if let Some(s) = &ctx.session
             && let Ok(v) = HeaderValue::from_str(&s.upstream)
         {
             h.insert(MCP_SESSION_ID, v);
         }
-        self.upstreams.send(req).await
+        let result = self.upstreams.send(req).instrument(span.clone()).await;
+        if let Ok(r) = &result {
+            span.record("http.response.status_code", r.status().as_u16());
+        }
+        result
     }
 
     async fn forward_and_relay(

@@ -304,10 +304,9 @@ pub fn init_metrics() -> Result<PrometheusHandle, String> {
         "Requests refused with 401, by reason."
     );
     describe_gauge!("agentgate_edge_inflight", "Requests and streams in flight.");
+    agentgate_proto::telemetry::describe_metrics();
     Ok(handle)
 }
 
-/// Structured JSON logs (or text for terminals) on stderr; level from `RUST_LOG`.
-pub fn init_logs(format: &str) {
-    agentgate_proto::ops::init_logs(format, "info");
-}
+/// The edge's log filter unless `RUST_LOG` says otherwise.
+pub const LOG_FILTER: &str = "info";

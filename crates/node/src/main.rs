@@ -22,7 +22,6 @@ fn main() -> ExitCode {
         println!("{config:#?}");
         return ExitCode::SUCCESS;
     }
-    agentgate_node::telemetry::init_logs(&config.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,6 +42,16 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let _telemetry = agentgate_proto::telemetry::init(
+        &config.log_format,
+        agentgate_node::telemetry::LOG_FILTER,
+        &agentgate_proto::telemetry::TraceSettings {
+            endpoint: config.otlp_endpoint.clone(),
+            sample_ratio: config.trace_sample_ratio,
+            service_name: "agentgate-node",
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     let metrics = agentgate_node::telemetry::init_metrics().map_err(anyhow::Error::msg)?;
     let listeners = Listeners {
         grpc: agentgate_proto::net::bind(config.listen).await?,

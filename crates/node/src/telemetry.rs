@@ -9,10 +9,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::app::App;
 
-/// Structured JSON logs (or text for terminals); level from `RUST_LOG`, default `info`.
-pub fn init_logs(format: &str) {
-    agentgate_proto::ops::init_logs(format, "info,openraft=warn");
-}
+/// The node's log filter unless `RUST_LOG` says otherwise.
+pub const LOG_FILTER: &str = "info,openraft=warn";
 
 /// Installs the process-wide Prometheus recorder and describes every metric.
 pub fn init_metrics() -> Result<PrometheusHandle, String> {
@@ -84,6 +82,7 @@ pub fn init_metrics() -> Result<PrometheusHandle, String> {
         Unit::Seconds,
         "Time from proposal to applied on the leader, by operation."
     );
+    agentgate_proto::telemetry::describe_metrics();
     Ok(handle)
 }
 

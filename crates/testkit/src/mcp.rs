@@ -65,7 +65,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_listening(addr: &str) {
+pub async fn wait_listening(addr: &str) {
     let a = addr.to_string();
     eventually(&format!("{a} accepts connections"), DEADLINE, || {
         let a = a.clone();

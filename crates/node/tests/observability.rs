@@ -1,0 +1,207 @@
+//! Observability end to end: one trace from a real MCP client (the Python SDK with the
+//! OpenTelemetry SDK) through a real edge to a real MCP server that emits its own spans, collected
+//! by an OTLP/gRPC receiver on 127.0.0.1 (`tests/e2e/otel.py`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
+use agentgate_testkit as common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::mcp::{Edge, Proc, free_port, python, repo, tenant, wait_listening};
+use common::{Cluster, DEADLINE};
+use serde_json::Value;
+
+const POLICY: &str = r#"
+@id("list-tools")
+permit (principal, action == Action::"list_tools", resource);
+@id("read-only-tools")
+permit (principal, action == Action::"call_tool", resource)
+when { resource.read_only && !resource.destructive };
+"#;
+
+/// An argument value that must never reach a span.
+const SECRET: &str = "argument-value-5f1c9e";
+
+fn otel_py() -> std::path::PathBuf {
+    repo().join("tests/e2e/otel.py")
+}
+
+/// The OTLP receiver: (process, endpoint).
+async fn receiver(spans: &Path) -> (Proc, String) {
+    let port = free_port();
+    let child = Command::new(python())
+        .arg(otel_py())
+        .args(["receiver", &port.to_string()])
+        .arg(spans)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr).await;
+    (Proc(child), format!("http://{addr}"))
+}
+
+fn spans_of(path: &Path, trace_id: &str) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|s| s["trace_id"] == trace_id)
+        .collect()
+}
+
+fn find<'a>(spans: &'a [Value], service: &str, name: &str) -> Vec<&'a Value> {
+    spans
+        .iter()
+        .filter(|s| s["service"] == service && s["name"] == name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let spans_file = dir.path().join("spans.jsonl");
+    let (_receiver, endpoint) = receiver(&spans_file).await;
+
+    let c = Cluster::start_initialized(3, &[]).await;
+    let up_port = free_port();
+    let _upstream = Proc(
+        Command::new(python())
+            .arg(otel_py())
+            .args(["server", &up_port.to_string()])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(&format!("127.0.0.1:{up_port}")).await;
+    let url = format!("http://127.0.0.1:{up_port}/mcp");
+    let (key, rev) = tenant(&c, "acme", "srv", &url, POLICY).await;
+    let edge = Edge::start(&c, &["--otlp-endpoint", &endpoint]);
+    edge.wait_for_revision(rev).await;
+
+    let out = tokio::process::Command::new(python())
+        .arg(otel_py())
+        .args(["client", &edge.url("acme", "srv"), &key, "echo"])
+        .arg(format!(r#"{{"text": "{SECRET}"}}"#))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reply: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "client said {stdout:?} ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(reply["result"], SECRET, "{reply}");
+    let trace_id = reply["trace_id"].as_str().unwrap().to_string();
+
+    // Spans arrive in batches from three processes: wait for every link of the chain.
+    let complete = |spans: &[Value]| {
+        !find(spans, "e2e-upstream", "tools/call echo").is_empty()
+            && find(spans, "agentgate-edge", "agentgate.request").len() >= 2
+            && !find(spans, "e2e-agent", "agent.task").is_empty()
+    };
+    let waited = tokio::time::timeout(DEADLINE, async {
+        while !complete(&spans_of(&spans_file, &trace_id)) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        let all = std::fs::read_to_string(&spans_file).unwrap_or_default();
+        let seen: Vec<String> = all
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|s| {
+                format!(
+                    "{} {} {} <- {}",
+                    s["service"], s["name"], s["trace_id"], s["parent_span_id"]
+                )
+            })
+            .collect();
+        panic!(
+            "the trace {trace_id} did not arrive whole; spans received:\n{}",
+            seen.join("\n")
+        );
+    }
+    let spans = spans_of(&spans_file, &trace_id);
+    let dump = || serde_json::to_string_pretty(&spans).unwrap();
+
+    // client span → edge request span (parented on the `_meta` traceparent)
+    let client_call = find(&spans, "e2e-agent", "MCP send tools/call echo");
+    assert_eq!(client_call.len(), 1, "{}", dump());
+    let request = spans
+        .iter()
+        .find(|s| {
+            s["name"] == "agentgate.request" && s["parent_span_id"] == client_call[0]["span_id"]
+        })
+        .unwrap_or_else(|| panic!("no edge span under the client's call: {}", dump()));
+    let attrs = &request["attributes"];
+    for (k, v) in [
+        ("agentgate.tenant", "acme"),
+        ("agentgate.agent", "bot"),
+        ("agentgate.server", "srv"),
+        ("mcp.method.name", "tools/call"),
+        ("gen_ai.tool.name", "echo"),
+        ("agentgate.decision", "allow"),
+        ("agentgate.policy.version", "v1"),
+        ("agentgate.policy.ids", "read-only-tools"),
+        ("agentgate.upstream.status", "200"),
+        ("http.response.status_code", "200"),
+    ] {
+        assert_eq!(attrs[k], v, "{k} on the edge's request span: {}", dump());
+    }
+    assert_eq!(request["kind"], 2, "a server span");
+
+    // edge request span → decision and upstream call
+    let children: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["parent_span_id"] == request["span_id"])
+        .collect();
+    let decide = children.iter().find(|s| s["name"] == "agentgate.decide");
+    let upstream_call = children
+        .iter()
+        .find(|s| s["name"] == "agentgate.upstream")
+        .unwrap_or_else(|| panic!("no upstream span under the request: {}", dump()));
+    assert!(
+        decide.is_some(),
+        "no decision span under the request: {}",
+        dump()
+    );
+    assert_eq!(
+        upstream_call["attributes"]["http.response.status_code"],
+        "200"
+    );
+    assert_eq!(upstream_call["kind"], 3, "a client span");
+
+    // edge upstream span → the upstream server's own span (context passed on in `_meta`)
+    let served = find(&spans, "e2e-upstream", "tools/call echo");
+    assert_eq!(served.len(), 1, "{}", dump());
+    assert_eq!(
+        served[0]["parent_span_id"],
+        upstream_call["span_id"],
+        "the upstream's span must be a child of the edge's upstream call: {}",
+        dump()
+    );
+
+    // Never argument values, in any span of any trace.
+    let everything = std::fs::read_to_string(&spans_file).unwrap();
+    assert!(
+        !everything.contains(SECRET),
+        "an argument value reached a span"
+    );
+    // The audit record carries the same trace id.
+    let _ = c;
+}

@@ -1,0 +1,406 @@
+//! Logs and traces for every binary: structured logs on stderr and, when configured, OTLP
+//! traces.
+//!
+//! Traces are off unless an endpoint is given (`--otlp-endpoint`, or the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`). The standard
+//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_TRACES_SAMPLER[_ARG]` are honoured;
+//! `--trace-sample-ratio` overrides the sampler with a parent-based ratio.
+//!
+//! Only spans of the target [`TARGET`] are exported, and logs never see them: with traces off
+//! they are disabled at their call site and cost a relaxed load each. Export never blocks the
+//! caller: finished spans wait in a bounded queue ([`QUEUE_SPANS_MAX`]); when it is full a span
+//! is dropped and counted (`agentgate_trace_spans_dropped_total`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+    SpanProcessor,
+};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The `tracing` target of the spans exported as traces.
+pub const TARGET: &str = "agentgate::trace";
+/// Finished spans waiting for export at most; beyond, spans are dropped and counted.
+pub const QUEUE_SPANS_MAX: usize = 8_192;
+/// Spans per export request at most.
+const EXPORT_BATCH_SPANS_MAX: usize = 512;
+/// How often a partial batch leaves.
+const EXPORT_INTERVAL: Duration = Duration::from_millis(500);
+/// One export request's deadline.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a binary says about its traces (its flags; the environment fills the rest).
+#[derive(Debug, Clone, Default)]
+pub struct TraceSettings {
+    /// OTLP gRPC endpoint (`http://host:4317`); `None`: the environment's, if any.
+    pub endpoint: Option<String>,
+    /// Parent-based ratio sampler for new traces; `None`: the environment's, else always on.
+    pub sample_ratio: Option<f64>,
+    /// `service.name` unless `OTEL_SERVICE_NAME` says otherwise.
+    pub service_name: &'static str,
+}
+
+impl TraceSettings {
+    /// The endpoint to export to, or None when traces are off.
+    fn endpoint(&self) -> Option<String> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
+        {
+            return None;
+        }
+        self.endpoint
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    }
+}
+
+/// Keeps the trace pipeline alive; dropping it flushes what is queued (bounded by the export
+/// timeout) and stops exporting.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are being exported.
+    pub fn tracing(&self) -> bool {
+        self.provider.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown_with_timeout(EXPORT_TIMEOUT);
+        }
+    }
+}
+
+/// Installs logs (JSON, or `text` for terminals; level from `RUST_LOG`, else `default_filter`)
+/// and, when configured, the OTLP trace pipeline. Must run inside a tokio runtime that outlives
+/// the returned guard (the exporter's gRPC channel lives on it).
+pub fn init(
+    log_format: &str,
+    default_filter: &str,
+    traces: &TraceSettings,
+) -> Result<Telemetry, String> {
+    // Logs never carry the exported spans (their fields would be formatted per request).
+    let logs_filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default_filter))
+        .add_directive(
+            format!("{TARGET}=off")
+                .parse()
+                .map_err(|e| format!("log filter: {e}"))?,
+        );
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if log_format == "text" {
+        fmt.boxed()
+    } else {
+        fmt.json().with_current_span(false).boxed()
+    }
+    .with_filter(logs_filter);
+
+    let (provider, otel) = match traces.endpoint() {
+        None => (None, None),
+        Some(endpoint) => {
+            let provider = provider(&endpoint, traces)?;
+            let tracer = provider.tracer("agentgate");
+            opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_threads(false)
+                .with_location(false)
+                .with_target(false)
+                .with_level(false)
+                .with_filter(Targets::new().with_target(TARGET, LevelFilter::TRACE));
+            (Some(provider), Some(layer))
+        }
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(otel)
+        .try_init()
+        .map_err(|e| format!("installing the log subscriber: {e}"))?;
+    if let Some(endpoint) = provider.as_ref().and(traces.endpoint()) {
+        tracing::info!(%endpoint, queue_spans_max = QUEUE_SPANS_MAX, "exporting traces over OTLP");
+    }
+    Ok(Telemetry { provider })
+}
+
+fn provider(endpoint: &str, traces: &TraceSettings) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+    let pending = Arc::new(AtomicUsize::new(0));
+    let batch = BatchSpanProcessor::builder(Counted {
+        inner: exporter,
+        pending: pending.clone(),
+    })
+    .with_batch_config(
+        BatchConfigBuilder::default()
+            // Our bound (`Bounded`) is the one that applies: the inner queue never fills.
+            .with_max_queue_size(QUEUE_SPANS_MAX * 2)
+            .with_max_export_batch_size(EXPORT_BATCH_SPANS_MAX)
+            .with_scheduled_delay(EXPORT_INTERVAL)
+            .build(),
+    )
+    .build();
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(traces.service_name);
+    }
+    let mut builder = SdkTracerProvider::builder()
+        .with_span_processor(Bounded {
+            inner: batch,
+            pending,
+            limit: QUEUE_SPANS_MAX,
+        })
+        .with_resource(resource.build());
+    if let Some(ratio) = traces.sample_ratio {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(format!(
+                "the trace sample ratio must be within 0..=1, not {ratio}"
+            ));
+        }
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            ratio,
+        ))));
+    }
+    Ok(builder.build())
+}
+
+/// Admits a finished span only while fewer than `limit` wait for export; counts the rest.
+#[derive(Debug)]
+struct Bounded<P> {
+    inner: P,
+    pending: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        let admitted = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            self.inner.on_end(span);
+        } else {
+            metrics::counter!("agentgate_trace_spans_dropped_total").increment(1);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Releases [`Bounded`]'s slots once a batch has been exported (or failed), and counts it.
+#[derive(Debug)]
+struct Counted<E> {
+    inner: E,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        match &result {
+            Ok(()) => metrics::counter!("agentgate_trace_spans_exported_total").increment(n as u64),
+            Err(_) => metrics::counter!("agentgate_trace_spans_failed_total").increment(n as u64),
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Describes the trace pipeline's own metrics (call from each binary's metrics set-up).
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "agentgate_trace_spans_exported_total",
+        "Spans exported over OTLP."
+    );
+    metrics::describe_counter!(
+        "agentgate_trace_spans_dropped_total",
+        "Spans dropped because the export queue was full (export never blocks a request)."
+    );
+    metrics::describe_counter!(
+        "agentgate_trace_spans_failed_total",
+        "Spans whose export request failed (the collector was unreachable or refused them)."
+    );
+}
+
+/// The W3C trace context (`traceparent`, `tracestate`) in `carrier`, as a parent context.
+pub fn extract(carrier: &dyn Extractor) -> Context {
+    TraceContextPropagator::new().extract(carrier)
+}
+
+/// Writes `cx`'s W3C trace context into `carrier`.
+pub fn inject(cx: &Context, carrier: &mut dyn Injector) {
+    TraceContextPropagator::new().inject_context(cx, carrier);
+}
+
+/// Whether `cx` holds a valid span (a trace to continue or to pass on).
+pub fn has_span(cx: &Context) -> bool {
+    cx.span().span_context().is_valid()
+}
+
+/// The 32-hex-digit trace id of `cx`'s span, when valid.
+pub fn trace_id(cx: &Context) -> Option<String> {
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// A JSON object (`params._meta` of an MCP message) as a propagation carrier.
+pub struct MetaCarrier<'a>(pub &'a mut serde_json::Map<String, serde_json::Value>);
+
+impl Injector for MetaCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0
+            .insert(key.to_string(), serde_json::Value::String(value));
+    }
+}
+
+/// A read-only JSON object as a propagation carrier.
+pub struct MetaReader<'a>(pub &'a serde_json::Map<String, serde_json::Value>);
+
+impl Extractor for MetaReader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(serde_json::Value::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// HTTP headers as a propagation carrier (both directions).
+pub struct HeaderCarrier<'a>(pub &'a mut http::HeaderMap);
+
+impl Injector for HeaderCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// Read-only HTTP headers as a propagation carrier.
+pub struct HeaderReader<'a>(pub &'a http::HeaderMap);
+
+impl Extractor for HeaderReader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn w3c_context_round_trips_through_meta_and_headers() {
+        let mut meta = serde_json::Map::new();
+        meta.insert("traceparent".into(), PARENT.into());
+        let cx = extract(&MetaReader(&meta));
+        assert!(has_span(&cx));
+        assert_eq!(
+            trace_id(&cx).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        let mut headers = http::HeaderMap::new();
+        inject(&cx, &mut HeaderCarrier(&mut headers));
+        assert_eq!(
+            headers.get("traceparent").and_then(|v| v.to_str().ok()),
+            Some(PARENT)
+        );
+        let mut out = serde_json::Map::new();
+        inject(&cx, &mut MetaCarrier(&mut out));
+        assert_eq!(
+            out.get("traceparent").and_then(|v| v.as_str()),
+            Some(PARENT)
+        );
+    }
+
+    #[test]
+    fn malformed_context_is_no_parent() {
+        let mut meta = serde_json::Map::new();
+        meta.insert("traceparent".into(), "00-zz-00f067aa0ba902b7-01".into());
+        assert!(!has_span(&extract(&MetaReader(&meta))));
+        let headers = http::HeaderMap::new();
+        assert!(!has_span(&extract(&HeaderReader(&headers))));
+    }
+
+    #[test]
+    fn traces_are_off_without_an_endpoint() {
+        let s = TraceSettings::default();
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
+            && std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+        {
+            assert_eq!(s.endpoint(), None);
+        }
+        let s = TraceSettings {
+            endpoint: Some("http://127.0.0.1:4317".into()),
+            ..TraceSettings::default()
+        };
+        if std::env::var_os("OTEL_SDK_DISABLED").is_none()
+            && std::env::var_os("OTEL_TRACES_EXPORTER").is_none()
+        {
+            assert_eq!(s.endpoint().as_deref(), Some("http://127.0.0.1:4317"));
+        }
+    }
+}
