@@ -11,6 +11,7 @@ use agentgate_proto::pb::{
     ValidatePolicyReply, ValidatePolicyRequest,
 };
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::app::App;
 
@@ -25,7 +26,12 @@ impl Admin for AdminRpc {
         req: Request<ProposeRequest>,
     ) -> Result<Response<ProposeReply>, Status> {
         let _t = self.app.time_rpc("admin_propose");
-        self.app.propose(req).await.map(Response::new)
+        let span = crate::app::admin_span(&req, "Propose");
+        self.app
+            .propose(req)
+            .instrument(span)
+            .await
+            .map(Response::new)
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {

@@ -19,6 +19,7 @@ use agentgate_proto::pb::{
     AddNodeRequest, ClusterStatus, NodeAddr, ProposeReply, ProposeRequest, ReadIndexRequest,
     RemoveNodeRequest,
 };
+use agentgate_proto::telemetry::{self, TARGET};
 use agentgate_raft_store::{CommittedIndex, Node, NodeId, Raft, StateReader};
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::{ChangeMembers, ServerState};
@@ -26,6 +27,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 use tonic::{Request, Status};
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::clock::{Clock, elapsed_secs};
 use crate::network::channel;
@@ -101,7 +105,49 @@ fn is_forwarded<T>(req: &Request<T>) -> bool {
 fn mark_forwarded<T>(mut req: Request<T>) -> Request<T> {
     req.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    // The leader continues this node's trace of the operation.
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        let cx = span.context();
+        if telemetry::has_span(&cx) {
+            let mut headers = http::HeaderMap::new();
+            telemetry::inject(&cx, &mut telemetry::HeaderCarrier(&mut headers));
+            for (k, v) in &headers {
+                if let Ok(v) = tonic::metadata::MetadataValue::try_from(v.as_bytes()) {
+                    req.metadata_mut().insert(
+                        tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes())
+                            .unwrap_or(tonic::metadata::MetadataKey::from_static("traceparent")),
+                        v,
+                    );
+                }
+            }
+        }
+    }
     req
+}
+
+/// The span of an admin operation arriving over gRPC, parented on the caller's W3C context
+/// (`traceparent` metadata) when there is one; disabled unless traces are exported.
+pub fn admin_span<T>(req: &Request<T>, rpc: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: TARGET,
+        "agentgate.admin",
+        otel.kind = "server",
+        rpc.method = rpc,
+        agentgate.op = Empty,
+        agentgate.actor = Empty,
+        agentgate.forwarded = req.metadata().contains_key(FORWARDED),
+        raft.log_index = Empty,
+        agentgate.revision = Empty,
+    );
+    if !span.is_disabled() {
+        let headers = req.metadata().clone().into_headers();
+        let cx = telemetry::extract(&telemetry::HeaderReader(&headers));
+        if telemetry::has_span(&cx) {
+            let _ = span.set_parent(cx);
+        }
+    }
+    span
 }
 
 impl App {
@@ -274,19 +320,33 @@ impl App {
             }
             _ => {}
         }
+        let current = tracing::Span::current();
+        current.record("agentgate.op", name);
+        current.record("agentgate.actor", actor.as_str());
         let cmd = Command {
             time_ms: self.clock.now_ms(),
             actor,
             op,
         };
+        // Commit (replicated to a quorum) and apply on this leader: what `client_write` awaits.
+        let commit = tracing::info_span!(
+            target: TARGET,
+            "agentgate.raft.commit_apply",
+            agentgate.op = name,
+            raft.log_index = Empty
+        );
         // INVARIANT: the entry stays within RAFT_ENTRY_BYTES_MAX plus a small envelope: callers
         // bound the encoded op (`propose`, `append_audit`) and the actor (TEXT_BYTES_MAX), and
         // preparation adds at most a 64-character hash.
         let written = self
             .raft
             .client_write(cmd)
+            .instrument(commit.clone())
             .await
             .map_err(|e| status::from_write(&e))?;
+        commit.record("raft.log_index", written.log_id.index);
+        current.record("raft.log_index", written.log_id.index);
+        current.record("agentgate.revision", written.data.revision);
         metrics::histogram!("agentgate_node_proposal_duration_seconds", "op" => name)
             .record(elapsed_secs(self.clock.as_ref(), start));
         let CommandResult { revision, outcome } = written.data;

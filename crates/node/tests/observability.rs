@@ -71,7 +71,7 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
     let spans_file = dir.path().join("spans.jsonl");
     let (_receiver, endpoint) = receiver(&spans_file).await;
 
-    let c = Cluster::start_initialized(3, &[]).await;
+    let c = Cluster::start_initialized(3, &["--otlp-endpoint", &endpoint]).await;
     let up_port = free_port();
     let _upstream = Proc(
         Command::new(python())
@@ -202,6 +202,44 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
         !everything.contains(SECRET),
         "an argument value reached a span"
     );
-    // The audit record carries the same trace id.
-    let _ = c;
+
+    // The core traces admin operations through Raft commit and apply: the tenant set-up above
+    // (CreateTenant … ActivatePolicy) left one admin span per operation, each with its commit.
+    let read_all = || -> Vec<Value> {
+        std::fs::read_to_string(&spans_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    };
+    let is_activation = |s: &Value| {
+        s["service"] == "agentgate-node"
+            && s["name"] == "agentgate.admin"
+            && s["attributes"]["agentgate.op"] == "activate_policy"
+    };
+    let found = tokio::time::timeout(DEADLINE, async {
+        while !read_all().iter().any(is_activation) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let all = read_all();
+    assert!(
+        found.is_ok(),
+        "no admin span for the policy activation: {all:?}"
+    );
+    let activate = all.iter().find(|s| is_activation(s)).unwrap();
+    assert_eq!(activate["attributes"]["rpc.method"], "Propose");
+    assert!(
+        activate["attributes"]["raft.log_index"]
+            .as_str()
+            .is_some_and(|i| !i.is_empty())
+    );
+    assert!(
+        all.iter()
+            .any(|s| s["name"] == "agentgate.raft.commit_apply"
+                && s["trace_id"] == activate["trace_id"]),
+        "no commit span in the activation's trace: {all:?}"
+    );
+    drop(c);
 }
