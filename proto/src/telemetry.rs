@@ -41,6 +41,31 @@ const EXPORT_INTERVAL: Duration = Duration::from_millis(500);
 /// One export request's deadline.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The trace flags every binary takes (`#[command(flatten)]` into its configuration).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TraceArgs {
+    /// Export traces over OTLP/gRPC to this endpoint (e.g. `http://127.0.0.1:4317`). Default:
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`; none: traces off.
+    #[arg(long, env = "AGENTGATE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Sample this fraction (0..=1) of new traces; a caller's sampled trace is always continued.
+    /// Default: `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`, else every trace.
+    #[arg(long, env = "AGENTGATE_TRACE_SAMPLE_RATIO")]
+    pub trace_sample_ratio: Option<f64>,
+}
+
+impl TraceArgs {
+    /// The settings of the binary named `service_name`.
+    pub fn settings(&self, service_name: &'static str) -> TraceSettings {
+        TraceSettings {
+            endpoint: self.otlp_endpoint.clone(),
+            sample_ratio: self.trace_sample_ratio,
+            service_name,
+        }
+    }
+}
+
 /// What a binary says about its traces (its flags; the environment fills the rest).
 #[derive(Debug, Clone, Default)]
 pub struct TraceSettings {
@@ -114,10 +139,11 @@ pub fn init(
     }
     .with_filter(logs_filter);
 
-    let (provider, otel) = match traces.endpoint() {
+    let endpoint = traces.endpoint();
+    let (provider, otel) = match &endpoint {
         None => (None, None),
         Some(endpoint) => {
-            let provider = provider(&endpoint, traces)?;
+            let provider = provider(endpoint, traces)?;
             let tracer = provider.tracer("agentgate");
             opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
             let layer = tracing_opentelemetry::layer()
@@ -135,7 +161,7 @@ pub fn init(
         .with(otel)
         .try_init()
         .map_err(|e| format!("installing the log subscriber: {e}"))?;
-    if let Some(endpoint) = provider.as_ref().and(traces.endpoint()) {
+    if let Some(endpoint) = endpoint.filter(|_| provider.is_some()) {
         tracing::info!(%endpoint, queue_spans_max = QUEUE_SPANS_MAX, "exporting traces over OTLP");
     }
     Ok(Telemetry { provider })

@@ -45,11 +45,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let _telemetry = agentgate_proto::telemetry::init(
         &config.log_format,
         server::LOG_FILTER,
-        &agentgate_proto::telemetry::TraceSettings {
-            endpoint: config.otlp_endpoint.clone(),
-            sample_ratio: config.trace_sample_ratio,
-            service_name: "agentgate-edge",
-        },
+        &config.traces.settings("agentgate-edge"),
     )?;
     let metrics = server::init_metrics()?;
     let listeners = Listeners {

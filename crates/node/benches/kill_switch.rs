@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentgate_edge::config::Config;
-use agentgate_edge::proxy::Gateway;
+use agentgate_edge::proxy::{Gateway, View};
 use agentgate_edge::server::{self, Listeners};
 use agentgate_model::Op;
 use agentgate_model::clock::SystemClock;
@@ -138,13 +138,9 @@ fn start_edges(n: usize, core: &[String]) -> EdgeSet {
     }
 }
 
-/// Whether an edge's decision view holds the global pause.
-fn paused(gw: &Gateway) -> bool {
-    gw.view
-        .borrow()
-        .state
-        .switches
-        .contains_key(&Scope::Global.key())
+/// Whether a decision view holds the global pause.
+fn paused(view: &View) -> bool {
+    view.state.switches.contains_key(&Scope::Global.key())
 }
 
 /// Waits until every edge is fresh and its view shows `paused == want`.
@@ -152,7 +148,7 @@ async fn settle(set: &EdgeSet, want: bool) {
     common::eventually("every edge settles", common::DEADLINE, || async {
         set.edges
             .iter()
-            .all(|(_, gw)| gw.follower.is_fresh() && paused(gw) == want)
+            .all(|(_, gw)| gw.follower.is_fresh() && paused(&gw.view.borrow()) == want)
     })
     .await;
 }
@@ -165,12 +161,7 @@ fn watch_edges(set: &EdgeSet) -> Vec<tokio::task::JoinHandle<Instant>> {
             let mut view = gw.view.clone();
             tokio::spawn(async move {
                 loop {
-                    if view
-                        .borrow_and_update()
-                        .state
-                        .switches
-                        .contains_key(&Scope::Global.key())
-                    {
+                    if paused(&view.borrow_and_update()) {
                         return Instant::now();
                     }
                     view.changed().await.unwrap();

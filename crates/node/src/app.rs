@@ -113,12 +113,11 @@ fn mark_forwarded<T>(mut req: Request<T>) -> Request<T> {
             let mut headers = http::HeaderMap::new();
             telemetry::inject(&cx, &mut telemetry::HeaderCarrier(&mut headers));
             for (k, v) in &headers {
-                if let Ok(v) = tonic::metadata::MetadataValue::try_from(v.as_bytes()) {
-                    req.metadata_mut().insert(
-                        tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes())
-                            .unwrap_or(tonic::metadata::MetadataKey::from_static("traceparent")),
-                        v,
-                    );
+                if let (Ok(k), Ok(v)) = (
+                    tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()),
+                    tonic::metadata::MetadataValue::try_from(v.as_bytes()),
+                ) {
+                    req.metadata_mut().insert(k, v);
                 }
             }
         }

@@ -88,15 +88,8 @@ pub struct Config {
     #[arg(long, env = "AGENTGATE_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
 
-    /// Export traces over OTLP/gRPC to this endpoint (e.g. `http://127.0.0.1:4317`). Default:
-    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`; none: traces off.
-    #[arg(long, env = "AGENTGATE_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
-
-    /// Sample this fraction (0..=1) of new traces; a caller's sampled trace is always continued.
-    /// Default: `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`, else every trace.
-    #[arg(long, env = "AGENTGATE_TRACE_SAMPLE_RATIO")]
-    pub trace_sample_ratio: Option<f64>,
+    #[command(flatten)]
+    pub traces: agentgate_proto::telemetry::TraceArgs,
 }
 
 fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, String> {

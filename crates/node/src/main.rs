@@ -45,11 +45,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _telemetry = agentgate_proto::telemetry::init(
         &config.log_format,
         agentgate_node::telemetry::LOG_FILTER,
-        &agentgate_proto::telemetry::TraceSettings {
-            endpoint: config.otlp_endpoint.clone(),
-            sample_ratio: config.trace_sample_ratio,
-            service_name: "agentgate-node",
-        },
+        &config.traces.settings("agentgate-node"),
     )
     .map_err(anyhow::Error::msg)?;
     let metrics = agentgate_node::telemetry::init_metrics().map_err(anyhow::Error::msg)?;

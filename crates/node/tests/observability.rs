@@ -49,11 +49,18 @@ async fn receiver(spans: &Path) -> (Proc, String) {
     (Proc(child), format!("http://{addr}"))
 }
 
-fn spans_of(path: &Path, trace_id: &str) -> Vec<Value> {
+/// Every span the receiver has written so far.
+fn read_spans(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+fn spans_of(path: &Path, trace_id: &str) -> Vec<Value> {
+    read_spans(path)
+        .into_iter()
         .filter(|s| s["trace_id"] == trace_id)
         .collect()
 }
@@ -120,10 +127,8 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
     })
     .await;
     if waited.is_err() {
-        let all = std::fs::read_to_string(&spans_file).unwrap_or_default();
-        let seen: Vec<String> = all
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        let seen: Vec<String> = read_spans(&spans_file)
+            .iter()
             .map(|s| {
                 format!(
                     "{} {} {} <- {}",
@@ -205,25 +210,18 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
 
     // The core traces admin operations through Raft commit and apply: the tenant set-up above
     // (CreateTenant … ActivatePolicy) left one admin span per operation, each with its commit.
-    let read_all = || -> Vec<Value> {
-        std::fs::read_to_string(&spans_file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .collect()
-    };
     let is_activation = |s: &Value| {
         s["service"] == "agentgate-node"
             && s["name"] == "agentgate.admin"
             && s["attributes"]["agentgate.op"] == "activate_policy"
     };
     let found = tokio::time::timeout(DEADLINE, async {
-        while !read_all().iter().any(is_activation) {
+        while !read_spans(&spans_file).iter().any(is_activation) {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     })
     .await;
-    let all = read_all();
+    let all = read_spans(&spans_file);
     assert!(
         found.is_ok(),
         "no admin span for the policy activation: {all:?}"
