@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real MCP software the end-to-end tests drive into .e2e/ (idempotent):
 # the Python MCP SDK (client and server) and the OpenTelemetry SDK with its OTLP/gRPC exporter in
-# a venv, and server-everything from npm.
+# a venv, server-everything from npm, and Prometheus with promtool from Debian's packages
+# (the metrics, scrape and alert-rule checks).
 # Versions are pinned; see ../shared/TOOLS.md for what each is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +19,10 @@ if [ ! -x "$dir/node/node_modules/.bin/mcp-server-everything" ]; then
   mkdir -p "$dir/node"
   npm install --silent --no-audit --no-fund --prefix "$dir/node" "@modelcontextprotocol/server-everything@2026.8.31" \
     || npm install --silent --no-audit --no-fund --prefix "$dir/node" "@modelcontextprotocol/server-everything"
+fi
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "setup-e2e: Prometheus and promtool (Debian's prometheus package)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends prometheus
 fi

@@ -2,8 +2,9 @@
 # Runs every test: format and lint checks, unit and property tests, openraft's storage suite,
 # golden files, and the end-to-end tests that start real agentgate-node and agentgate-edge
 # processes on 127.0.0.1 and drive them with real MCP clients and servers, and the turmoil
-# simulation of the whole cluster under faults (tests/sim, 200 seeds), and the Kubernetes
-# manifests rendered and validated offline (scripts/validate-k8s.sh).
+# simulation of the whole cluster under faults (tests/sim, 200 seeds), the Kubernetes
+# manifests rendered and validated offline (scripts/validate-k8s.sh), and the alert rules and
+# Grafana dashboard checked (scripts/validate-observability.sh).
 # Usage: scripts/test.sh            (from a fresh clone; installs build dependencies first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ echo "== fmt";    cargo fmt --all -- --check
 echo "== build";  cargo build --workspace --all-targets --locked
 echo "== clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== k8s manifests"; scripts/validate-k8s.sh
+echo "== alert rules and dashboard"; scripts/validate-observability.sh
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --locked --no-fail-fast

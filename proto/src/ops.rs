@@ -86,3 +86,95 @@ pub async fn serve_health(
         });
     }
 }
+
+/// What kind of metric a [`MetricDoc`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric a binary exposes: name, kind, unit, HELP text and label keys. Label values are
+/// always drawn from bounded sets (tenants, configured servers, catalog tools, Raft ids):
+/// never session ids, argument values or anything else an agent chooses freely.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDoc {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub unit: Option<metrics::Unit>,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+impl MetricDoc {
+    pub const fn counter(name: &'static str, help: &'static str) -> Self {
+        MetricDoc {
+            name,
+            kind: MetricKind::Counter,
+            unit: None,
+            help,
+            labels: &[],
+        }
+    }
+
+    pub const fn gauge(name: &'static str, help: &'static str) -> Self {
+        MetricDoc {
+            kind: MetricKind::Gauge,
+            ..MetricDoc::counter(name, help)
+        }
+    }
+
+    /// A histogram in seconds.
+    pub const fn seconds(name: &'static str, help: &'static str) -> Self {
+        MetricDoc {
+            kind: MetricKind::Histogram,
+            unit: Some(metrics::Unit::Seconds),
+            ..MetricDoc::counter(name, help)
+        }
+    }
+
+    pub const fn unit(self, unit: metrics::Unit) -> Self {
+        MetricDoc {
+            unit: Some(unit),
+            ..self
+        }
+    }
+
+    pub const fn labels(self, labels: &'static [&'static str]) -> Self {
+        MetricDoc { labels, ..self }
+    }
+}
+
+/// Installs the process-wide Prometheus recorder (histograms with `buckets`, in seconds) and
+/// describes every metric of `docs`. Unlabelled metrics are registered at zero so that they are
+/// on the first scrape: `rate()` and `increase()` then see their first events, and alerts on
+/// them do not wait for a first event. (A gauge whose zero would mislead is set before every
+/// render by its binary's [`Probe::before_scrape`].)
+pub fn install_metrics(buckets: &[f64], docs: &[&[MetricDoc]]) -> Result<PrometheusHandle, String> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(buckets)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    for d in docs.iter().flat_map(|d| d.iter()) {
+        let unlabelled = d.labels.is_empty();
+        match (d.kind, d.unit) {
+            (MetricKind::Counter, Some(u)) => metrics::describe_counter!(d.name, u, d.help),
+            (MetricKind::Counter, None) => metrics::describe_counter!(d.name, d.help),
+            (MetricKind::Gauge, Some(u)) => metrics::describe_gauge!(d.name, u, d.help),
+            (MetricKind::Gauge, None) => metrics::describe_gauge!(d.name, d.help),
+            (MetricKind::Histogram, Some(u)) => metrics::describe_histogram!(d.name, u, d.help),
+            (MetricKind::Histogram, None) => metrics::describe_histogram!(d.name, d.help),
+        }
+        match d.kind {
+            MetricKind::Counter if unlabelled => metrics::counter!(d.name).increment(0),
+            MetricKind::Gauge if unlabelled => metrics::gauge!(d.name).increment(0.0),
+            MetricKind::Histogram if unlabelled => {
+                let _ = metrics::histogram!(d.name);
+            }
+            _ => {}
+        }
+    }
+    Ok(handle)
+}

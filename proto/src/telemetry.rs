@@ -26,6 +26,8 @@ use opentelemetry_sdk::trace::{
     SpanProcessor,
 };
 use tracing_subscriber::Layer;
+
+use crate::ops::MetricDoc;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -135,7 +137,10 @@ pub fn init(
     let logs = if log_format == "text" {
         fmt.boxed()
     } else {
-        fmt.json().with_current_span(false).boxed()
+        let json = tracing_subscriber::fmt::format()
+            .json()
+            .with_current_span(false);
+        fmt.json().event_format(WithTraceIds(json)).boxed()
     }
     .with_filter(logs_filter);
 
@@ -213,6 +218,57 @@ fn provider(endpoint: &str, traces: &TraceSettings) -> Result<SdkTracerProvider,
     Ok(builder.build())
 }
 
+/// A JSON log line formatter that adds `trace_id` and `span_id` when the event happens inside a
+/// traced span (a request the edge traces, an admin operation the node traces), so a log line
+/// leads to its trace.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(ids) = current_trace_ids() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        writer.write_str(&tag_json_line(&line, &ids))
+    }
+}
+
+/// The trace and span ids of the current span, when it belongs to a trace.
+fn current_trace_ids() -> Option<(String, String)> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// `line` (one JSON object) with `trace_id` and `span_id` as its first fields.
+fn tag_json_line(line: &str, (trace_id, span_id): &(String, String)) -> String {
+    match line.strip_prefix('{') {
+        Some(rest) => format!(r#"{{"trace_id":"{trace_id}","span_id":"{span_id}",{rest}"#),
+        None => line.to_string(),
+    }
+}
+
 /// Admits a finished span only while fewer than `limit` wait for export; counts the rest.
 #[derive(Debug)]
 struct Bounded<P> {
@@ -285,21 +341,21 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
     }
 }
 
-/// Describes the trace pipeline's own metrics (call from each binary's metrics set-up).
-pub fn describe_metrics() {
-    metrics::describe_counter!(
+/// The trace pipeline's own metrics (every binary exposes them).
+pub const METRICS: &[MetricDoc] = &[
+    MetricDoc::counter(
         "agentgate_trace_spans_exported_total",
-        "Spans exported over OTLP."
-    );
-    metrics::describe_counter!(
+        "Spans exported over OTLP.",
+    ),
+    MetricDoc::counter(
         "agentgate_trace_spans_dropped_total",
-        "Spans dropped because the export queue was full (export never blocks a request)."
-    );
-    metrics::describe_counter!(
+        "Spans dropped because the export queue was full (export never blocks a request).",
+    ),
+    MetricDoc::counter(
         "agentgate_trace_spans_failed_total",
-        "Spans whose export request failed (the collector was unreachable or refused them)."
-    );
-}
+        "Spans whose export request failed (the collector was unreachable or refused them).",
+    ),
+];
 
 /// The W3C trace context (`traceparent`, `tracestate`) in `carrier`, as a parent context.
 pub fn extract(carrier: &dyn Extractor) -> Context {
@@ -409,6 +465,23 @@ mod tests {
         assert!(!has_span(&extract(&MetaReader(&meta))));
         let headers = http::HeaderMap::new();
         assert!(!has_span(&extract(&HeaderReader(&headers))));
+    }
+
+    #[test]
+    fn json_log_lines_lead_with_the_trace_ids() {
+        let ids = (
+            "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            "00f067aa0ba902b7".into(),
+        );
+        let line = r#"{"timestamp":"t","level":"WARN","fields":{"message":"m"}}
+"#;
+        let tagged = tag_json_line(line, &ids);
+        let v: serde_json::Value = serde_json::from_str(tagged.trim()).unwrap_or_default();
+        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["span_id"], "00f067aa0ba902b7");
+        assert_eq!(v["fields"]["message"], "m");
+        assert!(tagged.ends_with('\n'));
+        assert_eq!(tag_json_line("not json\n", &ids), "not json\n");
     }
 
     #[test]

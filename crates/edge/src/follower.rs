@@ -66,6 +66,12 @@ impl Follower {
         self.lease.lock().is_ok_and(|l| l.is_fresh(now))
     }
 
+    /// How old the newest proof of freshness is (`None`: never confirmed).
+    pub fn staleness(&self) -> Option<Duration> {
+        let now = self.clock.monotonic();
+        self.lease.lock().ok().and_then(|l| l.age(now))
+    }
+
     pub fn lease_remaining(&self) -> Duration {
         let now = self.clock.monotonic();
         self.lease

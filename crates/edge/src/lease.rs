@@ -39,6 +39,13 @@ impl Lease {
         self.valid_until.is_some_and(|v| now < v)
     }
 
+    /// How old the newest proof of freshness is: the time since the confirmed request was sent
+    /// (`None` before the first confirmation). Fresh while below `max_staleness`.
+    pub fn age(&self, now: Instant) -> Option<Duration> {
+        self.valid_until
+            .map(|v| (now + self.max_staleness).saturating_duration_since(v))
+    }
+
     /// How long the lease still runs (zero when stale).
     pub fn remaining(&self, now: Instant) -> Duration {
         self.valid_until

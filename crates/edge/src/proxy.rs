@@ -267,9 +267,25 @@ fn continue_trace(span: &tracing::Span, meta: Option<&Map<String, Value>>, heade
     }
 }
 
-/// Records a decision on the current request span: names, versions and outcomes only — never
-/// argument values (the digest stays in the audit record).
+/// The `tracing` target of the per-request log line (`debug`, so off unless `RUST_LOG` asks for
+/// it, e.g. `info,agentgate::access=debug`; disabled, it costs one relaxed load per call).
+pub const ACCESS_LOG: &str = "agentgate::access";
+
+/// Logs a decision (at [`ACCESS_LOG`]) and records it on the current request span: names,
+/// versions and outcomes only — never argument values or session ids (the digest stays in the
+/// audit record).
 fn trace_decision(e: &AuditEntry) {
+    tracing::debug!(
+        target: ACCESS_LOG,
+        tenant = %e.tenant,
+        agent = %e.agent,
+        method = %e.method,
+        tool = e.tool.as_deref(),
+        decision = decision_label(e.decision),
+        reason = %e.reason,
+        policy_version = e.policy_version.as_deref(),
+        "decision"
+    );
     let span = tracing::Span::current();
     if span.is_disabled() {
         return;

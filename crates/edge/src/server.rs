@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use agentgate_model::clock::Clock;
 use agentgate_proto::net::{BoxListener, Dialer};
+use agentgate_proto::ops::MetricDoc;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use metrics::Unit;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{Semaphore, watch};
 
@@ -99,6 +101,7 @@ pub async fn run(
         rpc_timeout,
         dialer: dialer.clone(),
     })?;
+    metrics::gauge!("agentgate_edge_audit_buffer_capacity_records").set(config.audit_buffer as f64);
     let policies = PolicyCache::new(1024);
     let view = start_view(&follower, policies.clone());
     let gateway = Arc::new(Gateway {
@@ -230,6 +233,12 @@ impl agentgate_proto::ops::Probe for EdgeProbe {
         let (follower, gateway) = (&self.follower, &self.gateway);
         metrics::gauge!("agentgate_edge_lease_remaining_seconds")
             .set(follower.lease_remaining().as_secs_f64());
+        // Never proven fresh: infinitely stale.
+        metrics::gauge!("agentgate_edge_snapshot_staleness_seconds").set(
+            follower
+                .staleness()
+                .map_or(f64::INFINITY, |age| age.as_secs_f64()),
+        );
         metrics::gauge!("agentgate_edge_snapshot_fresh").set(if follower.is_fresh() {
             1.0
         } else {
@@ -245,67 +254,97 @@ impl agentgate_proto::ops::Probe for EdgeProbe {
     }
 }
 
+/// Every metric the edge exposes.
+pub const METRICS: &[MetricDoc] = &[
+    MetricDoc::counter(
+        "agentgate_edge_calls_total",
+        "Decisions by tenant, tool (catalog tools only, else `other`; `none` for other methods) and decision (allow, deny, require_approval).",
+    )
+    .labels(&["tenant", "tool", "decision"]),
+    MetricDoc::seconds(
+        "agentgate_edge_decision_seconds",
+        "Time from request arrival to decision.",
+    ),
+    MetricDoc::seconds(
+        "agentgate_edge_upstream_seconds",
+        "Time from forwarding to the upstream's response head, by server.",
+    )
+    .labels(&["server"]),
+    MetricDoc::gauge(
+        "agentgate_edge_snapshot_revision",
+        "Revision of the replicated state this edge holds.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_edge_snapshot_fresh",
+        "1 while the core confirms this edge's snapshot is fresh (0: every call is denied).",
+    ),
+    MetricDoc::gauge(
+        "agentgate_edge_snapshot_staleness_seconds",
+        "Age of the newest proof that the snapshot is fresh (calls are denied beyond the maximum staleness; +Inf before the first proof).",
+    )
+    .unit(Unit::Seconds),
+    MetricDoc::gauge(
+        "agentgate_edge_lease_remaining_seconds",
+        "Time left on the freshness lease (0: stale, calls denied).",
+    )
+    .unit(Unit::Seconds),
+    MetricDoc::counter(
+        "agentgate_edge_watch_reconnects_total",
+        "Watch streams to the core that broke and were re-established on another core node.",
+    ),
+    MetricDoc::seconds(
+        "agentgate_edge_kill_switch_apply_lag_seconds",
+        "From a kill switch's commit (leader time) to this edge applying it.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_edge_audit_backlog_records",
+        "Audit records not yet acknowledged by the core.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_edge_audit_buffer_capacity_records",
+        "Audit records the edge buffers at most; beyond, calls are turned away.",
+    ),
+    MetricDoc::counter(
+        "agentgate_edge_audit_shipped_total",
+        "Audit records acknowledged by the core.",
+    ),
+    MetricDoc::counter(
+        "agentgate_edge_audit_retries_total",
+        "Audit batches the core did not acknowledge, retried on the next core node.",
+    ),
+    MetricDoc::counter(
+        "agentgate_edge_audit_refused_total",
+        "Records refused because the audit buffer was full (their calls were refused, never run unrecorded).",
+    ),
+    MetricDoc::counter(
+        "agentgate_edge_audit_turned_away_total",
+        "Calls answered 'overloaded' because the audit buffer had room for denials only.",
+    ),
+    MetricDoc::counter(
+        "agentgate_edge_overload_total",
+        "Requests answered 'overloaded' because too many were in flight on this edge.",
+    ),
+    MetricDoc::counter(
+        "agentgate_edge_streams_aborted_total",
+        "Streams ended because a kill switch covering them arrived.",
+    ),
+    MetricDoc::counter(
+        "agentgate_edge_auth_failures_total",
+        "Requests refused with 401, by reason (missing, unknown, revoked).",
+    )
+    .labels(&["reason"]),
+    MetricDoc::gauge("agentgate_edge_inflight", "Requests and streams in flight."),
+];
+
 /// Installs the process-wide Prometheus recorder and describes the edge's metrics.
 pub fn init_metrics() -> Result<PrometheusHandle, String> {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[
+    agentgate_proto::ops::install_metrics(
+        &[
             0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
             0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ])
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
-    describe_counter!(
-        "agentgate_edge_calls_total",
-        "Decisions by tenant, tool and decision (allow, deny, require_approval)."
-    );
-    describe_histogram!(
-        "agentgate_edge_decision_seconds",
-        Unit::Seconds,
-        "Time from request arrival to decision."
-    );
-    describe_histogram!(
-        "agentgate_edge_upstream_seconds",
-        Unit::Seconds,
-        "Time from forwarding to the upstream's response head, by server."
-    );
-    describe_gauge!(
-        "agentgate_edge_snapshot_revision",
-        "Revision of the replicated state this edge holds."
-    );
-    describe_gauge!(
-        "agentgate_edge_snapshot_fresh",
-        "1 while the core confirms this edge's snapshot is fresh."
-    );
-    describe_gauge!(
-        "agentgate_edge_lease_remaining_seconds",
-        "Time left on the freshness lease (0: stale, calls denied)."
-    );
-    describe_histogram!(
-        "agentgate_edge_kill_switch_apply_lag_seconds",
-        Unit::Seconds,
-        "From a kill switch's commit (leader time) to this edge applying it."
-    );
-    describe_gauge!(
-        "agentgate_edge_audit_backlog_records",
-        "Audit records not yet acknowledged by the core."
-    );
-    describe_counter!(
-        "agentgate_edge_audit_shipped_total",
-        "Audit records acknowledged by the core."
-    );
-    describe_counter!(
-        "agentgate_edge_streams_aborted_total",
-        "Streams ended because a kill switch covering them arrived."
-    );
-    describe_counter!(
-        "agentgate_edge_auth_failures_total",
-        "Requests refused with 401, by reason."
-    );
-    describe_gauge!("agentgate_edge_inflight", "Requests and streams in flight.");
-    agentgate_proto::telemetry::describe_metrics();
-    Ok(handle)
+        ],
+        &[METRICS, agentgate_proto::telemetry::METRICS],
+    )
 }
 
 /// The edge's log filter unless `RUST_LOG` says otherwise.

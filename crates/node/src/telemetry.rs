@@ -4,86 +4,94 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use agentgate_proto::ops::MetricDoc;
+use metrics::Unit;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::app::App;
 
 /// The node's log filter unless `RUST_LOG` says otherwise.
 pub const LOG_FILTER: &str = "info,openraft=warn";
 
+/// Every metric the node exposes.
+pub const METRICS: &[MetricDoc] = &[
+    MetricDoc::gauge("agentgate_raft_term", "Current Raft term of this node."),
+    MetricDoc::gauge(
+        "agentgate_raft_is_leader",
+        "1 if this node is the Raft leader, else 0.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_raft_leader_id",
+        "Raft id of the leader this node knows (0: none).",
+    ),
+    MetricDoc::gauge(
+        "agentgate_raft_last_log_index",
+        "Index of the last entry in this node's log.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_raft_committed_index",
+        "Highest log index known committed.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_raft_applied_index",
+        "Highest log index applied to the state machine.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_raft_apply_lag_entries",
+        "Committed but not yet applied entries.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_raft_replication_lag_entries",
+        "On the leader, per follower (Raft id): log entries not yet replicated to it.",
+    )
+    .labels(&["follower"]),
+    MetricDoc::gauge(
+        "agentgate_raft_snapshot_index",
+        "Log index covered by the last snapshot.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_raft_snapshot_bytes",
+        "Size of the last snapshot this node built or installed.",
+    )
+    .unit(Unit::Bytes),
+    MetricDoc::gauge(
+        "agentgate_state_revision",
+        "Global revision of the replicated state.",
+    ),
+    MetricDoc::gauge("agentgate_state_entities", "Entities held, by kind.").labels(&["kind"]),
+    MetricDoc::gauge(
+        "agentgate_node_watchers",
+        "Edge watch streams open on this node.",
+    ),
+    MetricDoc::gauge(
+        "agentgate_node_audit_backlog_records",
+        "Audit records received and not yet committed.",
+    ),
+    MetricDoc::counter(
+        "agentgate_node_audit_records_total",
+        "Audit records appended through this node (its rate is the audit ingest rate).",
+    ),
+    MetricDoc::seconds(
+        "agentgate_node_rpc_duration_seconds",
+        "gRPC handling time, by RPC.",
+    )
+    .labels(&["rpc"]),
+    MetricDoc::seconds(
+        "agentgate_node_proposal_duration_seconds",
+        "Time from proposal to applied on the leader, by operation.",
+    )
+    .labels(&["op"]),
+];
+
 /// Installs the process-wide Prometheus recorder and describes every metric.
 pub fn init_metrics() -> Result<PrometheusHandle, String> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets(&[
+    agentgate_proto::ops::install_metrics(
+        &[
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5, 5.0,
-        ])
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
-    describe_gauge!("agentgate_raft_term", "Current Raft term of this node.");
-    describe_gauge!(
-        "agentgate_raft_is_leader",
-        "1 if this node is the Raft leader, else 0."
-    );
-    describe_gauge!(
-        "agentgate_raft_leader_id",
-        "Id of the leader this node knows (0: none)."
-    );
-    describe_gauge!(
-        "agentgate_raft_last_log_index",
-        "Index of the last entry in this node's log."
-    );
-    describe_gauge!(
-        "agentgate_raft_committed_index",
-        "Highest log index known committed."
-    );
-    describe_gauge!(
-        "agentgate_raft_applied_index",
-        "Highest log index applied to the state machine."
-    );
-    describe_gauge!(
-        "agentgate_raft_apply_lag_entries",
-        "Committed but not yet applied entries."
-    );
-    describe_gauge!(
-        "agentgate_raft_replication_lag_entries",
-        "Per follower (on the leader): entries not yet replicated."
-    );
-    describe_gauge!(
-        "agentgate_raft_snapshot_index",
-        "Log index covered by the last snapshot."
-    );
-    describe_gauge!(
-        "agentgate_state_revision",
-        "Global revision of the replicated state."
-    );
-    describe_gauge!("agentgate_state_entities", "Entities held, by kind.");
-    describe_gauge!(
-        "agentgate_node_watchers",
-        "Edge watch streams open on this node."
-    );
-    describe_gauge!(
-        "agentgate_node_audit_backlog_records",
-        "Audit records received and not yet committed."
-    );
-    describe_counter!(
-        "agentgate_node_audit_records_total",
-        "Audit records appended through this node."
-    );
-    describe_histogram!(
-        "agentgate_node_rpc_duration_seconds",
-        Unit::Seconds,
-        "gRPC handling time by RPC."
-    );
-    describe_histogram!(
-        "agentgate_node_proposal_duration_seconds",
-        Unit::Seconds,
-        "Time from proposal to applied on the leader, by operation."
-    );
-    agentgate_proto::telemetry::describe_metrics();
-    Ok(handle)
+        ],
+        &[METRICS, agentgate_proto::telemetry::METRICS],
+    )
 }
 
 /// Mirrors Raft metrics into gauges whenever they change (and at least every second).
@@ -109,8 +117,10 @@ pub async fn export_raft_metrics(app: Arc<App>) {
                 .set(committed.saturating_sub(applied) as f64);
             metrics::gauge!("agentgate_raft_snapshot_index")
                 .set(m.snapshot.map_or(0, |l| l.index) as f64);
+            metrics::gauge!("agentgate_raft_snapshot_bytes")
+                .set(app.reader.snapshot_bytes() as f64);
             if let Some(rep) = &m.replication {
-                for (id, matched) in rep.iter() {
+                for (id, matched) in rep.iter().filter(|(id, _)| **id != app.id) {
                     let lag = last.saturating_sub(matched.map_or(0, |l| l.index));
                     metrics::gauge!("agentgate_raft_replication_lag_entries", "follower" => id.to_string())
                         .set(lag as f64);

@@ -1,6 +1,7 @@
 //! Observability end to end: one trace from a real MCP client (the Python SDK with the
 //! OpenTelemetry SDK) through a real edge to a real MCP server that emits its own spans, collected
-//! by an OTLP/gRPC receiver on 127.0.0.1 (`tests/e2e/otel.py`).
+//! by an OTLP/gRPC receiver on 127.0.0.1 (`tests/e2e/otel.py`), and the edge's JSON log line for
+//! the call carrying the same trace.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -93,7 +94,13 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
     wait_listening(&format!("127.0.0.1:{up_port}")).await;
     let url = format!("http://127.0.0.1:{up_port}/mcp");
     let (key, rev) = tenant(&c, "acme", "srv", &url, POLICY).await;
-    let edge = Edge::start(&c, &["--otlp-endpoint", &endpoint]);
+    let edge_log = dir.path().join("edge.log");
+    let edge = Edge::start_json_logs(
+        &c,
+        &["--otlp-endpoint", &endpoint],
+        "warn,agentgate::access=debug",
+        &edge_log,
+    );
     edge.wait_for_revision(rev).await;
 
     let out = tokio::process::Command::new(python())
@@ -207,6 +214,24 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
         !everything.contains(SECRET),
         "an argument value reached a span"
     );
+
+    // The edge's per-request log line (JSON, asked for with `agentgate::access=debug`) carries
+    // the trace and the request span's ids, the decision, and no argument value.
+    let logs = std::fs::read_to_string(&edge_log).unwrap();
+    assert!(!logs.contains(SECRET), "an argument value reached the logs");
+    let access: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "agentgate::access" && l["trace_id"] == trace_id.as_str())
+        .collect();
+    let call = access
+        .iter()
+        .find(|l| l["fields"]["method"] == "tools/call")
+        .unwrap_or_else(|| panic!("no access log line for the traced call in:\n{logs}"));
+    assert_eq!(call["span_id"], request["span_id"], "{call}");
+    assert_eq!(call["fields"]["tool"], "echo", "{call}");
+    assert_eq!(call["fields"]["decision"], "allow", "{call}");
+    assert_eq!(call["fields"]["policy_version"], "v1", "{call}");
 
     // The core traces admin operations through Raft commit and apply: the tenant set-up above
     // (CreateTenant … ActivatePolicy) left one admin span per operation, each with its commit.

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     inner: RwLock<Inner>,
     feed: Feed,
     snapshot_seq: AtomicU64,
+    /// Size of the last snapshot built or installed (0: none yet).
+    snapshot_bytes: AtomicU64,
 }
 
 /// The state machine handed to openraft. Cheap to clone; clones share everything.
@@ -175,6 +177,10 @@ impl StateMachineStore {
             }
         }
         let revision = state.revision;
+        let snapshot_bytes = db
+            .get_pinned_cf(cf(&db, CF_SNAPSHOT)?, [META_SNAPSHOT, b"_data"].concat())
+            .map_err(rerr)?
+            .map_or(0, |d| d.len() as u64);
         let inner = Inner {
             last_applied,
             membership,
@@ -186,6 +192,7 @@ impl StateMachineStore {
             inner: RwLock::new(inner),
             feed: Feed::new(revision),
             snapshot_seq: AtomicU64::new(0),
+            snapshot_bytes: AtomicU64::new(snapshot_bytes),
         };
         Ok(StateMachineStore {
             db,
@@ -254,7 +261,11 @@ impl StateMachineStore {
         batch.put_cf(c, [META_SNAPSHOT, b"_data"].concat(), data);
         let mut w = WriteOptions::default();
         w.set_sync(true);
-        self.db.write_opt(batch, &w).map_err(werr)
+        self.db.write_opt(batch, &w).map_err(werr)?;
+        self.shared
+            .snapshot_bytes
+            .store(data.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -270,6 +281,11 @@ impl StateReader {
 
     pub fn revision(&self) -> u64 {
         *self.shared.feed.revision.borrow()
+    }
+
+    /// Size in bytes of the last snapshot this node built or installed (0: none yet).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.shared.snapshot_bytes.load(Ordering::Relaxed)
     }
 
     /// The revision of the newest change edges see (audit appends are not sent to edges): an

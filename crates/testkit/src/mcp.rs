@@ -4,7 +4,7 @@
 //! The Python and npm tools come from `scripts/setup-e2e.sh` (`.e2e/` at the repository root);
 //! `AGENTGATE_E2E_DIR` points elsewhere. A missing tool fails the test with what to run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -120,16 +120,26 @@ pub struct Edge {
 
 impl Edge {
     pub fn start(c: &Cluster, extra: &[&str]) -> Edge {
+        Edge::spawn(c, extra, "text", &crate::child_log(), Stdio::inherit())
+    }
+
+    /// An edge writing JSON logs at `filter` (a `RUST_LOG` value) into the file `log`.
+    pub fn start_json_logs(c: &Cluster, extra: &[&str], filter: &str, log: &Path) -> Edge {
+        let file = std::fs::File::create(log).unwrap();
+        Edge::spawn(c, extra, "json", filter, Stdio::from(file))
+    }
+
+    fn spawn(c: &Cluster, extra: &[&str], log_format: &str, filter: &str, logs: Stdio) -> Edge {
         let bin = super::bin("agentgate-edge");
         let core: Vec<String> = c.nodes.iter().map(|n| n.grpc.clone()).collect();
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .args(["--core", &core.join(",")])
-            .args(["--session-key", SESSION_KEY, "--log-format", "text"])
+            .args(["--session-key", SESSION_KEY, "--log-format", log_format])
             .args(extra)
-            .env("RUST_LOG", crate::child_log())
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(logs)
             .spawn()
             .unwrap();
         // agentgate-edge id=ID mcp=ADDR http=ADDR
