@@ -124,6 +124,19 @@ def summary(d: Path):
               "= half the 20-policy edge's max)",
               ["target", "unloaded p50 / p99", "max req/s (vs direct)",
                "open loop p50 / p99 / p99.9", "added p50 / p99", "edge CPU/call", "errors"], rows)
+        by_name = {t["target"]: t for t in eo["targets"]}
+        for tr in eo.get("tracing", []):
+            pct_ = f"{tr['sample_ratio'] * 100:.0f}%"
+            t = by_name.get(f"edge, 20 policies, traced {pct_}")
+            if not t:
+                continue
+            cpu = t.get("added_cpu_us_per_call_vs_untraced")
+            print(f"tracing at {pct_}: max req/s {t['ratio_max_rps_vs_untraced']:.2f}× the untraced edge's, "
+                  f"edge CPU {'?' if cpu is None else f'{cpu:+.1f} µs'}/call; "
+                  f"{tr['spans_exported']:,.0f} spans exported, {tr['spans_dropped']:,.0f} dropped, "
+                  f"{tr['spans_failed']:,.0f} failed ({tr['calls']:,} calls)")
+            figures[f"edge_overhead.tracing_{pct_[:-1]}pct.ratio_max_rps_vs_untraced"] = (
+                t["ratio_max_rps_vs_untraced"], "higher")
         rss = eo.get("edge_peak_rss_bytes")
         print(f"audit: {eo['audit_records_acked']:,.0f} decisions acknowledged by the core, none "
               f"pending; edge peak RSS {0 if rss is None else rss / 1048576:.1f} MiB")

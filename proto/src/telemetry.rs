@@ -48,12 +48,12 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct TraceArgs {
     /// Export traces over OTLP/gRPC to this endpoint (e.g. `http://127.0.0.1:4317`). Default:
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`; none: traces off.
-    #[arg(long, env = "AGENTGATE_OTLP_ENDPOINT")]
+    #[arg(long, env = "AGENTGATE_OTLP_ENDPOINT", global = true)]
     pub otlp_endpoint: Option<String>,
 
     /// Sample this fraction (0..=1) of new traces; a caller's sampled trace is always continued.
     /// Default: `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`, else every trace.
-    #[arg(long, env = "AGENTGATE_TRACE_SAMPLE_RATIO")]
+    #[arg(long, env = "AGENTGATE_TRACE_SAMPLE_RATIO", global = true)]
     pub trace_sample_ratio: Option<f64>,
 }
 
@@ -80,6 +80,11 @@ pub struct TraceSettings {
 }
 
 impl TraceSettings {
+    /// Whether spans are to be exported (an endpoint is configured and the SDK not disabled).
+    pub fn exporting(&self) -> bool {
+        self.endpoint().is_some()
+    }
+
     /// The endpoint to export to, or None when traces are off.
     fn endpoint(&self) -> Option<String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
@@ -372,10 +377,39 @@ pub fn has_span(cx: &Context) -> bool {
     cx.span().span_context().is_valid()
 }
 
+/// Whether `cx`'s span is sampled (its spans are to be recorded and exported).
+pub fn is_sampled(cx: &Context) -> bool {
+    cx.span().span_context().is_sampled()
+}
+
 /// The 32-hex-digit trace id of `cx`'s span, when valid.
 pub fn trace_id(cx: &Context) -> Option<String> {
     let sc = cx.span().span_context().clone();
     sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// Writes the current span's W3C context (when it belongs to a trace) into gRPC request
+/// metadata, for the callee to continue the trace.
+pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let cx = span.context();
+    if !has_span(&cx) {
+        return;
+    }
+    let mut headers = http::HeaderMap::new();
+    inject(&cx, &mut HeaderCarrier(&mut headers));
+    for (k, v) in &headers {
+        if let (Ok(k), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()),
+            tonic::metadata::MetadataValue::try_from(v.as_bytes()),
+        ) {
+            metadata.insert(k, v);
+        }
+    }
 }
 
 /// A JSON object (`params._meta` of an MCP message) as a propagation carrier.

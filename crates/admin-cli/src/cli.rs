@@ -38,6 +38,10 @@ pub struct Cli {
         global = true
     )]
     pub timeout_ms: u64,
+    /// OTLP trace export (off unless configured): each command is one trace, continued by the
+    /// core nodes through Raft commit and apply.
+    #[command(flatten)]
+    pub traces: agentgate_proto::telemetry::TraceArgs,
     #[command(subcommand)]
     pub command: Command,
 }

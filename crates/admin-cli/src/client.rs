@@ -103,10 +103,10 @@ impl Client {
         let op_json = serde_json::to_vec(&op)
             .map_err(|e| CliError::new(Exit::Error, "internal", format!("encode: {e}")))?;
         let reply = c
-            .propose(ProposeRequest {
+            .propose(traced(ProposeRequest {
                 op_json,
                 actor: self.actor.clone(),
-            })
+            }))
             .await
             .map_err(|s| CliError::from_status(&s))?
             .into_inner();
@@ -134,9 +134,9 @@ impl Client {
         let step = Duration::from_millis(200);
         let reply = loop {
             match c
-                .query(QueryRequest {
+                .query(traced(QueryRequest {
                     query_json: query_json.clone(),
-                })
+                }))
                 .await
             {
                 Ok(r) => break r.into_inner(),
@@ -183,6 +183,14 @@ impl Client {
     pub fn raw(&mut self) -> impl Future<Output = Result<AdminClient<Channel>>> + '_ {
         self.admin()
     }
+}
+
+/// A request carrying the command's trace context (when traces are exported), so the core
+/// continues the operator's trace.
+fn traced<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    agentgate_proto::telemetry::inject_current(req.metadata_mut());
+    req
 }
 
 pub fn unexpected(r: &QueryResult) -> CliError {

@@ -7,8 +7,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches};
 
 mod cli;
 mod client;
@@ -16,8 +16,22 @@ mod cmd;
 mod error;
 mod out;
 
+/// The command's name as typed (`tenant create`, `pause`): subcommand words, never values.
+fn command_name(m: &clap::ArgMatches) -> String {
+    let mut words = Vec::new();
+    let mut m = m;
+    while let Some((name, sub)) = m.subcommand() {
+        words.push(name);
+        m = sub;
+    }
+    words.join(" ")
+}
+
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let parsed = cli::Cli::command()
+        .try_get_matches()
+        .and_then(|m| cli::Cli::from_arg_matches(&m).map(|c| (c, command_name(&m))));
+    let (cli, command) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -28,7 +42,9 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    // Multi-threaded (one worker): the trace exporter's flush at exit runs outside `block_on`.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -38,7 +54,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(cmd::run(cli)) {
+    // Traces only when configured (no log output otherwise: the CLI speaks on stdout/stderr).
+    let settings = cli.traces.settings("agentgate-admin");
+    let telemetry = if settings.exporting() {
+        match rt.block_on(async { agentgate_proto::telemetry::init("text", "off", &settings) }) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(3);
+            }
+        }
+    } else {
+        None
+    };
+    let span = tracing::info_span!(
+        target: agentgate_proto::telemetry::TARGET,
+        "agentgate.admin_cli",
+        otel.kind = "client",
+        agentgate.command = command.as_str(),
+    );
+    let result = rt.block_on(tracing::Instrument::instrument(cmd::run(cli), span));
+    // Flushes the spans (bounded by the export timeout) while the runtime still runs.
+    drop(telemetry);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(mut e) => {
             if e.hint.is_none() {

@@ -600,17 +600,25 @@ impl Gateway {
                 .and_then(Value::as_str)
                 .and_then(trace_id);
         }
-        let span = ctx.span.clone();
-        if !span.is_disabled() {
-            continue_trace(&span, meta, &ctx.headers);
-            if let Some(m) = parsed.messages.first().and_then(Message::method) {
-                span.record("mcp.method.name", m);
-            }
-            // A trace this edge started (no caller context) is the audit record's trace too.
-            if ctx.trace_id.is_none() {
-                ctx.trace_id = telemetry::trace_id(&span.context());
+        if !ctx.span.is_disabled() {
+            continue_trace(&ctx.span, meta, &ctx.headers);
+            // The sampler decides here, once the parent is known (the caller's sampled flag, else
+            // the ratio). An unsampled request gets no spans at all: recording spans costs about
+            // as much as exporting them, so 1 % sampling must not pay for the other 99 %.
+            let cx = ctx.span.context();
+            if telemetry::is_sampled(&cx) {
+                if let Some(m) = parsed.messages.first().and_then(Message::method) {
+                    ctx.span.record("mcp.method.name", m);
+                }
+                // A trace this edge started (no caller context) is the audit record's trace too.
+                if ctx.trace_id.is_none() {
+                    ctx.trace_id = telemetry::trace_id(&cx);
+                }
+            } else {
+                ctx.span = tracing::Span::none();
             }
         }
+        let span = ctx.span.clone();
         self.dispatch(ctx, parsed, body).instrument(span).await
     }
 
@@ -954,7 +962,13 @@ impl Gateway {
             );
             return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, None);
         }
-        let decided = tracing::info_span!(target: TARGET, "agentgate.decide").in_scope(|| {
+        // Children only under a sampled request span (an unsampled request has none at all).
+        let span = if ctx.span.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(target: TARGET, "agentgate.decide")
+        };
+        let decided = span.in_scope(|| {
             decide_call(
                 &ctx.view.state,
                 &self.policies,
@@ -1287,14 +1301,18 @@ impl Gateway {
         method: Method,
         body: Bytes,
     ) -> Result<Response<Incoming>, upstream::UpstreamError> {
-        let span = tracing::info_span!(
-            target: TARGET,
-            "agentgate.upstream",
-            otel.kind = "client",
-            http.request.method = %method,
-            server.address = ctx.uri.authority().map_or("", |a| a.as_str()),
-            http.response.status_code = Empty,
-        );
+        let span = if ctx.span.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                target: TARGET,
+                "agentgate.upstream",
+                otel.kind = "client",
+                http.request.method = %method,
+                server.address = ctx.uri.authority().map_or("", |a| a.as_str()),
+                http.response.status_code = Empty,
+            )
+        };
         // The upstream continues this edge's trace: W3C context in the headers and, for MCP
         // servers that read it there, in `params._meta`.
         let cx = if span.is_disabled() {

@@ -7,7 +7,13 @@
 //! Requests are stateless 2026-07-28 `tools/call`s over pooled HTTP/1.1 keep-alive connections;
 //! audit is on (every decision is shipped to the core and acknowledged).
 //!
-//! Per target (direct; edge with 20 policies; edge with 10,000 policies):
+//! Tracing: two more edges export OTLP traces to a sink in this process (decodes and counts
+//! spans: a collector that keeps up), one sampling 1 % of traces and one sampling all of them;
+//! the 20-policy tenant is measured through each, so the cost of tracing is the difference to
+//! the untraced edge in the same run.
+//!
+//! Per target (direct; edge with 20 policies; edge with 10,000 policies; edge with 20 policies
+//! traced at 1 % and at 100 %):
 //! 1. unloaded latency: one request in flight;
 //! 2. max throughput: 32 in flight, closed loop;
 //! 3. open-loop latency at a fixed rate of half the 20-policy edge's max: request i is due at
@@ -34,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use agentgate_testkit as common;
 use agentgate_testkit::bench::{
-    cpus, fast_upstream, padded_policies, peak_rss, pin, process_cpu, selected, summary,
+    cpus, fast_upstream, otlp_sink, padded_policies, peak_rss, pin, process_cpu, selected, summary,
     write_results,
 };
 use common::Cluster;
@@ -72,12 +78,13 @@ async fn call(client: &HttpClient, url: &str, key: &str, i: u64) -> Option<Durat
     body.windows(6).any(|w| w == b"\"ping\"").then_some(elapsed)
 }
 
-/// A measured target: a URL and the key to call it with.
+/// A measured target: a URL and the key to call it with, and which edge serves it.
 #[derive(Clone)]
 struct Target {
     name: &'static str,
     url: String,
     key: String,
+    edge: Option<usize>,
 }
 
 /// What one phase saw: latencies of good replies and the count of bad ones.
@@ -174,7 +181,7 @@ async fn open_loop(t: &Target, rate: f64, dur: Duration) -> Outcome {
 }
 
 /// Pins the processes when the machine has CPUs to spare; says what it did.
-fn pin_processes(c: &Cluster, edge: &Edge) -> String {
+fn pin_processes(c: &Cluster, edges: &[Edge]) -> String {
     let n = cpus();
     if n < 4 {
         return format!(
@@ -186,7 +193,7 @@ fn pin_processes(c: &Cluster, edge: &Edge) -> String {
     } else {
         "2-3".into()
     };
-    let ok = pin(edge.proc.0.id(), "0-1")
+    let ok = edges.iter().all(|e| pin(e.proc.0.id(), "0-1"))
         && pin(std::process::id(), "2-3")
         && c.nodes
             .iter()
@@ -194,7 +201,7 @@ fn pin_processes(c: &Cluster, edge: &Edge) -> String {
             .all(|pid| pin(pid, &core_cpus));
     if ok {
         format!(
-            "pinned: edge on CPUs 0-1, load generator and upstream on 2-3, core nodes on {core_cpus}"
+            "pinned: edges on CPUs 0-1, load generator, upstream and span sink on 2-3, core nodes on {core_cpus}"
         )
     } else {
         format!("not pinned: taskset failed ({n} CPUs); everything shares them")
@@ -220,13 +227,29 @@ fn main() {
         let (key20, _) = tenant(&c, "bench20", "fast", &upstream, &padded_policies(POLICY, 20)).await;
         let (key10k, rev) =
             tenant(&c, "bench10k", "fast", &upstream, &padded_policies(POLICY, 10_000)).await;
-        let edge = Edge::start(&c, &[]);
-        edge.wait_for_revision(rev).await;
-        let placement = pin_processes(&c, &edge);
-        let direct = Target { name: "direct", url: upstream.clone(), key: key20.clone() };
-        let edge20 = Target { name: "edge, 20 policies", url: edge.url("bench20", "fast"), key: key20 };
-        let edge10k = Target { name: "edge, 10,000 policies", url: edge.url("bench10k", "fast"), key: key10k };
-        let targets = [direct, edge20, edge10k];
+        let (sink, spans) = otlp_sink();
+        let edges = [
+            Edge::start(&c, &[]),
+            Edge::start(&c, &["--otlp-endpoint", &sink, "--trace-sample-ratio", "0.01"]),
+            Edge::start(&c, &["--otlp-endpoint", &sink, "--trace-sample-ratio", "1"]),
+        ];
+        for e in &edges {
+            e.wait_for_revision(rev).await;
+        }
+        let placement = pin_processes(&c, &edges);
+        let target = |name, edge: usize, tenant, key: &str| Target {
+            name,
+            url: edges[edge].url(tenant, "fast"),
+            key: key.to_string(),
+            edge: Some(edge),
+        };
+        let targets = [
+            Target { name: "direct", url: upstream.clone(), key: key20.clone(), edge: None },
+            target("edge, 20 policies", 0, "bench20", &key20),
+            target("edge, 10,000 policies", 0, "bench10k", &key10k),
+            target("edge, 20 policies, traced 1%", 1, "bench20", &key20),
+            target("edge, 20 policies, traced 100%", 2, "bench20", &key20),
+        ];
         // Ready: the edge allows both tenants' calls (the 10k package compiles once, ~1 s).
         let client = http_client();
         for t in &targets {
@@ -235,11 +258,11 @@ fn main() {
             })
             .await;
         }
-        println!("edge_overhead: 3 core nodes, 1 edge, 1 fast upstream on 127.0.0.1; {placement}");
-        let mut edge_calls = 0usize;
+        println!("edge_overhead: 3 core nodes, 3 edges (untraced, traced 1%, traced 100%), 1 fast upstream on 127.0.0.1; {placement}");
+        let mut edge_calls = [0usize; 3];
         let mut count = |t: &Target, o: &Outcome| {
-            if t.name != "direct" {
-                edge_calls += o.latencies.len() + o.errors;
+            if let Some(e) = t.edge {
+                edge_calls[e] += o.latencies.len() + o.errors;
             }
         };
         for t in &targets {
@@ -256,14 +279,14 @@ fn main() {
         let mut max_rps = Vec::new();
         let mut max_errors = Vec::new();
         let mut cpu_per_call = Vec::new();
-        let edge_pid = edge.proc.0.id();
         for t in &targets {
-            let cpu_before = process_cpu(edge_pid);
+            let edge_pid = t.edge.map(|e| edges[e].proc.0.id());
+            let cpu_before = edge_pid.and_then(process_cpu);
             let o = closed_loop(t, CLOSED_LOOP_INFLIGHT, Duration::from_secs(3)).await;
             count(t, &o);
             // The edge's CPU per call at max load (user + system, all its threads).
-            let per_call = match (cpu_before, process_cpu(edge_pid)) {
-                (Some(a), Some(b)) if t.name != "direct" => {
+            let per_call = match (cpu_before, edge_pid.and_then(process_cpu)) {
+                (Some(a), Some(b)) => {
                     Some((b - a).as_secs_f64() * 1e6 / (o.latencies.len() + o.errors) as f64)
                 }
                 _ => None,
@@ -291,14 +314,46 @@ fn main() {
 
         // Every decision of the run acknowledged by the core: none lost at max load.
         let shipped = common::eventually("the core acknowledges every decision", Duration::from_secs(60), || async {
-            edge.metric("agentgate_edge_audit_backlog_records", "") == 0.0
-                && edge.metric("agentgate_edge_audit_shipped_total", "") >= edge_calls as f64
+            edges.iter().zip(edge_calls).all(|(e, calls)| {
+                e.metric("agentgate_edge_audit_backlog_records", "") == 0.0
+                    && e.metric("agentgate_edge_audit_shipped_total", "") >= calls as f64
+            })
         })
         .await;
-        let acked = edge.metric("agentgate_edge_audit_shipped_total", "");
-        let rss = peak_rss(edge_pid);
+        let acked: f64 = edges.iter().map(|e| e.metric("agentgate_edge_audit_shipped_total", "")).sum();
+        let per_edge_calls = edge_calls;
+        let edge_calls: usize = per_edge_calls.iter().sum();
+        let rss = peak_rss(edges[0].proc.0.id());
         println!("edge peak RSS: {:.1} MiB", rss.unwrap_or(0) as f64 / 1048576.0);
         println!("audit: {acked} decisions acknowledged by the core ({edge_calls} calls measured), backlog 0 after {shipped:?}");
+
+        // What the traced edges exported (the sink has everything once their counters settle:
+        // a batch leaves at least every 500 ms).
+        let exported = |e: &Edge| e.metric("agentgate_trace_spans_exported_total", "");
+        common::eventually("the span sink has every exported span", Duration::from_secs(30), || async {
+            let total = exported(&edges[1]) + exported(&edges[2]);
+            total > 0.0 && spans.spans.load(std::sync::atomic::Ordering::Relaxed) as f64 >= total
+        })
+        .await;
+        let mut tracing = Vec::new();
+        for (i, ratio) in [(1, 0.01), (2, 1.0)] {
+            let e = &edges[i];
+            let row = json!({
+                "sample_ratio": ratio,
+                "calls": per_edge_calls[i],
+                "spans_exported": exported(e),
+                "spans_dropped": e.metric("agentgate_trace_spans_dropped_total", ""),
+                "spans_failed": e.metric("agentgate_trace_spans_failed_total", ""),
+                "peak_rss_bytes": peak_rss(e.proc.0.id()),
+            });
+            println!("tracing at {:.0}%: {row}", ratio * 100.0);
+            tracing.push(row);
+        }
+        println!(
+            "span sink: {} spans in {} export requests",
+            spans.spans.load(std::sync::atomic::Ordering::Relaxed),
+            spans.requests.load(std::sync::atomic::Ordering::Relaxed)
+        );
 
         let us = |v: &Value, k: &str| v[k].as_f64().unwrap();
         let mut rows = Vec::new();
@@ -312,6 +367,12 @@ fn main() {
                 "half_load": half[i],
                 "half_load_errors": half_errors[i],
                 "ratio_max_rps": max_rps[i] / max_rps[0],
+                // Against the untraced 20-policy edge (traced targets only).
+                "ratio_max_rps_vs_untraced": t.name.contains("traced").then(|| max_rps[i] / max_rps[1]),
+                "added_cpu_us_per_call_vs_untraced": match (t.name.contains("traced"), cpu_per_call[i], cpu_per_call[1]) {
+                    (true, Some(a), Some(b)) => Some(a - b),
+                    _ => None,
+                },
                 "ratio_half_load_p50": us(&half[i], "p50_us") / us(&half[0], "p50_us"),
                 "ratio_half_load_p99": us(&half[i], "p99_us") / us(&half[0], "p99_us"),
                 "added_half_load_p50_us": us(&half[i], "p50_us") - us(&half[0], "p50_us"),
@@ -328,6 +389,7 @@ fn main() {
                 "audit_records_acked": acked,
                 "edge_peak_rss_bytes": rss,
                 "edge_calls": edge_calls,
+                "tracing": tracing,
             }),
         );
     });

@@ -106,22 +106,7 @@ fn mark_forwarded<T>(mut req: Request<T>) -> Request<T> {
     req.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
     // The leader continues this node's trace of the operation.
-    let span = tracing::Span::current();
-    if !span.is_disabled() {
-        let cx = span.context();
-        if telemetry::has_span(&cx) {
-            let mut headers = http::HeaderMap::new();
-            telemetry::inject(&cx, &mut telemetry::HeaderCarrier(&mut headers));
-            for (k, v) in &headers {
-                if let (Ok(k), Ok(v)) = (
-                    tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()),
-                    tonic::metadata::MetadataValue::try_from(v.as_bytes()),
-                ) {
-                    req.metadata_mut().insert(k, v);
-                }
-            }
-        }
-    }
+    telemetry::inject_current(req.metadata_mut());
     req
 }
 
@@ -246,6 +231,14 @@ impl App {
     pub async fn propose(&self, req: Request<ProposeRequest>) -> Result<ProposeReply, Status> {
         if let Some(mut leader) = self.route(&req)? {
             let inner = req.into_inner();
+            // This node's span of the operation names it too (decoded only when traced).
+            let current = tracing::Span::current();
+            if !current.is_disabled() && inner.op_json.len() <= RAFT_ENTRY_BYTES_MAX {
+                if let Ok(op) = serde_json::from_slice::<Op>(&inner.op_json) {
+                    current.record("agentgate.op", op.name());
+                }
+                current.record("agentgate.actor", inner.actor.as_str());
+            }
             return Ok(leader
                 .propose(mark_forwarded(Request::new(inner)))
                 .await?

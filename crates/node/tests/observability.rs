@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 
 use common::mcp::{Edge, Proc, free_port, python, repo, tenant, wait_listening};
 use common::{Cluster, DEADLINE};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const POLICY: &str = r#"
 @id("list-tools")
@@ -264,5 +264,123 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
                 && s["trace_id"] == activate["trace_id"]),
         "no commit span in the activation's trace: {all:?}"
     );
+
+    // An operator's command is a trace too: agentgate-admin's span, continued by the node that
+    // takes the proposal (from `traceparent` gRPC metadata).
+    let out = Command::new(common::bin("agentgate-admin"))
+        .args([
+            "--endpoint",
+            &c.node(2).grpc,
+            "tenant",
+            "create",
+            "traced-tenant",
+        ])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cli_span = |s: &Value| {
+        s["service"] == "agentgate-admin"
+            && s["name"] == "agentgate.admin_cli"
+            && s["attributes"]["agentgate.command"] == "tenant create"
+    };
+    let found = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let all = read_spans(&spans_file);
+            if let Some(cli) = all.iter().find(|s| cli_span(s)) {
+                // The node the CLI called (a follower forwards to the leader, in the same trace).
+                let served = all.iter().find(|s| {
+                    s["name"] == "agentgate.admin"
+                        && s["attributes"]["agentgate.op"] == "create_tenant"
+                        && s["attributes"]["agentgate.forwarded"] != "True"
+                        && s["trace_id"] == cli["trace_id"]
+                });
+                if let Some(served) = served {
+                    return (cli.clone(), served.clone());
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let (cli, served) = found.unwrap_or_else(|_| {
+        panic!(
+            "no admin CLI trace reached the node: {:?}",
+            read_spans(&spans_file)
+        )
+    });
+    assert_eq!(served["parent_span_id"], cli["span_id"], "{served}");
+    assert!(
+        !read_spans(&spans_file)
+            .iter()
+            .any(|s| s["service"] == "agentgate-admin" && s["parent_span_id"] != ""),
+        "the CLI's span is the root of its trace"
+    );
+    drop(c);
+}
+
+/// Head sampling at the edge: with a sample ratio of 0, a call without a caller's context records
+/// nothing at all (no request span, and no orphaned decision or upstream span), while a call
+/// whose caller sampled its trace is recorded whole (parent-based).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_requests_record_no_spans_and_sampled_callers_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spans_file = dir.path().join("spans.jsonl");
+    let (_receiver, endpoint) = receiver(&spans_file).await;
+    let c = Cluster::start_initialized(3, &[]).await;
+    let (_upstream, url) = common::mcp::python_upstream().await;
+    let (key, rev) = tenant(&c, "acme", "srv", &url, POLICY).await;
+    let edge = Edge::start(
+        &c,
+        &["--otlp-endpoint", &endpoint, "--trace-sample-ratio", "0"],
+    );
+    edge.wait_for_revision(rev).await;
+    let client = common::mcp::http_client();
+    let mcp = edge.url("acme", "srv");
+    let unsampled = common::mcp::stateless_call(&mcp, &key, "echo", json!({"text": "a"}), 1);
+    assert_eq!(common::mcp::send(&client, unsampled).await.0, 200);
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let mut sampled = common::mcp::stateless_call(&mcp, &key, "echo", json!({"text": "b"}), 2);
+    sampled.headers_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-b7ad6b7169203331-01")
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(common::mcp::send(&client, sampled).await.0, 200);
+
+    // The sampled call's spans end after the unsampled call's would have: once they are in,
+    // anything the first call recorded would be too.
+    let whole = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let spans = spans_of(&spans_file, trace_id);
+            if [
+                "agentgate.request",
+                "agentgate.decide",
+                "agentgate.upstream",
+            ]
+            .iter()
+            .all(|n| find(&spans, "agentgate-edge", n).len() == 1)
+            {
+                return spans;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the sampled call's trace: {:?}", read_spans(&spans_file)));
+    let request = find(&whole, "agentgate-edge", "agentgate.request")[0];
+    assert_eq!(request["parent_span_id"], "b7ad6b7169203331");
+    let edge_spans: Vec<Value> = read_spans(&spans_file)
+        .into_iter()
+        .filter(|s| s["service"] == "agentgate-edge")
+        .collect();
+    assert_eq!(
+        edge_spans.len(),
+        3,
+        "only the sampled call's three spans: {edge_spans:?}"
+    );
+    assert_eq!(edge.metric("agentgate_trace_spans_dropped_total", ""), 0.0);
     drop(c);
 }
