@@ -867,9 +867,19 @@ impl Gateway {
             return i;
         }
         let upstream_session = ctx.session.as_ref().map(|s| s.upstream.as_str());
+        // A child of the (sampled) request span; the upstream continues it.
+        let span = if ctx.span.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(target: TARGET, "agentgate.catalog", otel.kind = "client", mcp.method.name = "tools/list")
+        };
+        let cx = (!span.is_disabled())
+            .then(|| span.context())
+            .filter(telemetry::has_span);
         match self
             .upstreams
-            .fetch_tools(&ctx.uri, upstream_session, &ctx.revision)
+            .fetch_tools(&ctx.uri, upstream_session, &ctx.revision, cx.as_ref())
+            .instrument(span)
             .await
         {
             Ok(tools) => self.catalog.learn(tenant, &ctx.server, &tools),

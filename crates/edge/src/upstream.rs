@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 use agentgate_proto::net::Dialer;
+use agentgate_proto::telemetry;
 
 use crate::mcp::{META_VERSION, STATELESS};
 use crate::sse;
@@ -122,6 +123,7 @@ impl Upstreams {
         uri: &Uri,
         upstream_session: Option<&str>,
         revision: &str,
+        trace: Option<&opentelemetry::Context>,
     ) -> Result<Vec<Value>, UpstreamError> {
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;
@@ -140,6 +142,15 @@ impl Upstreams {
                     }),
                 );
             }
+            // The upstream continues the trace of the call that needed the catalog.
+            if let Some(cx) = trace {
+                let meta = params
+                    .entry("_meta")
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Some(meta) = meta.as_object_mut() {
+                    telemetry::inject(cx, &mut telemetry::MetaCarrier(meta));
+                }
+            }
             let body = json!({"jsonrpc": "2.0", "id": "agentgate-catalog", "method": "tools/list", "params": params});
             let mut req = Request::builder()
                 .method(Method::POST)
@@ -153,9 +164,12 @@ impl Upstreams {
             if let Some(s) = upstream_session.and_then(|s| HeaderValue::from_str(s).ok()) {
                 req = req.header(MCP_SESSION_ID, s);
             }
-            let req = req
+            let mut req = req
                 .body(Full::new(Bytes::from(body.to_string())))
                 .map_err(|e| UpstreamError::BadReply(e.to_string()))?;
+            if let Some(cx) = trace {
+                telemetry::inject(cx, &mut telemetry::HeaderCarrier(req.headers_mut()));
+            }
             let resp = self.send(req).await?;
             if !resp.status().is_success() {
                 return Err(UpstreamError::BadReply(format!(

@@ -124,6 +124,10 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
     // Spans arrive in batches from three processes: wait for every link of the chain.
     let complete = |spans: &[Value]| {
         !find(spans, "e2e-upstream", "tools/call echo").is_empty()
+            && spans.iter().any(|s| {
+                s["service"] == "e2e-upstream"
+                    && s["attributes"]["jsonrpc.request.id"] == "agentgate-catalog"
+            })
             && find(spans, "agentgate-edge", "agentgate.request").len() >= 2
             && !find(spans, "e2e-agent", "agent.task").is_empty()
     };
@@ -207,6 +211,21 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
         "the upstream's span must be a child of the edge's upstream call: {}",
         dump()
     );
+
+    // The catalog fetch the call needed (the edge's own tools/list) is in the trace too: an edge
+    // span under the request, continued by the upstream.
+    let catalog = children
+        .iter()
+        .find(|s| s["name"] == "agentgate.catalog")
+        .unwrap_or_else(|| panic!("no catalog span under the request: {}", dump()));
+    let listed = spans
+        .iter()
+        .find(|s| {
+            s["service"] == "e2e-upstream"
+                && s["attributes"]["jsonrpc.request.id"] == "agentgate-catalog"
+        })
+        .unwrap();
+    assert_eq!(listed["parent_span_id"], catalog["span_id"], "{}", dump());
 
     // Never argument values, in any span of any trace.
     let everything = std::fs::read_to_string(&spans_file).unwrap();
