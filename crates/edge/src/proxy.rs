@@ -267,6 +267,18 @@ fn continue_trace(span: &tracing::Span, meta: Option<&Map<String, Value>>, heade
     }
 }
 
+/// A span under the request's span (`ctx.span`), or none when the request is not traced: an
+/// unsampled request records no span at all, and a child must not start a trace of its own.
+macro_rules! child_span {
+    ($ctx:expr, $($span:tt)+) => {
+        if $ctx.span.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(target: TARGET, $($span)+)
+        }
+    };
+}
+
 /// The `tracing` target of the per-request log line (`debug`, so off unless `RUST_LOG` asks for
 /// it, e.g. `info,agentgate::access=debug`; disabled, it costs one relaxed load per call).
 pub const ACCESS_LOG: &str = "agentgate::access";
@@ -867,12 +879,13 @@ impl Gateway {
             return i;
         }
         let upstream_session = ctx.session.as_ref().map(|s| s.upstream.as_str());
-        // A child of the (sampled) request span; the upstream continues it.
-        let span = if ctx.span.is_disabled() {
-            tracing::Span::none()
-        } else {
-            tracing::info_span!(target: TARGET, "agentgate.catalog", otel.kind = "client", mcp.method.name = "tools/list")
-        };
+        // The upstream continues this span.
+        let span = child_span!(
+            ctx,
+            "agentgate.catalog",
+            otel.kind = "client",
+            mcp.method.name = "tools/list"
+        );
         let cx = (!span.is_disabled())
             .then(|| span.context())
             .filter(telemetry::has_span);
@@ -972,13 +985,7 @@ impl Gateway {
             );
             return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, None);
         }
-        // Children only under a sampled request span (an unsampled request has none at all).
-        let span = if ctx.span.is_disabled() {
-            tracing::Span::none()
-        } else {
-            tracing::info_span!(target: TARGET, "agentgate.decide")
-        };
-        let decided = span.in_scope(|| {
+        let decided = child_span!(ctx, "agentgate.decide").in_scope(|| {
             decide_call(
                 &ctx.view.state,
                 &self.policies,
@@ -1311,18 +1318,14 @@ impl Gateway {
         method: Method,
         body: Bytes,
     ) -> Result<Response<Incoming>, upstream::UpstreamError> {
-        let span = if ctx.span.is_disabled() {
-            tracing::Span::none()
-        } else {
-            tracing::info_span!(
-                target: TARGET,
-                "agentgate.upstream",
-                otel.kind = "client",
-                http.request.method = %method,
-                server.address = ctx.uri.authority().map_or("", |a| a.as_str()),
-                http.response.status_code = Empty,
-            )
-        };
+        let span = child_span!(
+            ctx,
+            "agentgate.upstream",
+            otel.kind = "client",
+            http.request.method = %method,
+            server.address = ctx.uri.authority().map_or("", |a| a.as_str()),
+            http.response.status_code = Empty,
+        );
         // The upstream continues this edge's trace: W3C context in the headers and, for MCP
         // servers that read it there, in `params._meta`.
         let cx = if span.is_disabled() {
