@@ -57,12 +57,28 @@ impl Drop for Proc {
     }
 }
 
+/// A port free on 127.0.0.1 now, for a child process to bind. It is drawn at random below the
+/// kernel's ephemeral range: a port from `bind(…:0)` would be handed out again to the next
+/// process that binds port 0 or connects anywhere (the nodes and edges of tests running in
+/// parallel), which could take it before the child binds it — and the test would then talk to
+/// the wrong server.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (lo, hi) = (10_000u16, ephemeral_from.max(10_001));
+    for _ in 0..1_000 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = lo + (random % u64::from(hi - lo)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {lo}..{hi}");
 }
 
 pub async fn wait_listening(addr: &str) {
