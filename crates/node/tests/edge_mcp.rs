@@ -18,7 +18,7 @@ use agentgate_model::audit::{AuditRecord, Decision};
 use agentgate_model::entity::Scope;
 use agentgate_model::query::{AuditFilter, Query, QueryResult};
 use common::mcp::{
-    Edge, error_code, everything_upstream, first_message, http_client, ms_since, py_client,
+    Acme, Edge, error_code, everything_upstream, first_message, http_client, ms_since, py_client,
     python_upstream, round_robin, send, stateless_call, tenant,
 };
 use common::{Cluster, DEADLINE, eventually, http_get};
@@ -82,17 +82,15 @@ async fn approve(c: &Cluster, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_default_and_legacy_through_the_edge() {
-    let c = Cluster::start_initialized(3, &[]).await;
-    let (_up, url) = python_upstream().await;
-    let (key, rev) = tenant(&c, "acme", "tools", &url, POLICY).await;
-    let edge = Edge::start(&c, &[]);
-    edge.wait_for_revision(rev).await;
+    let acme = Acme::start("tools", POLICY).await;
+    let (c, key) = (&acme.c, &acme.key);
+    let edge = acme.edge(&[]).await;
     let ep = edge.url("acme", "tools");
 
     for mode in ["auto", "legacy"] {
         let out = py_client(
             &ep,
-            &key,
+            key,
             mode,
             &[
                 "list",
@@ -127,13 +125,13 @@ async fn python_sdk_default_and_legacy_through_the_edge() {
             .to_string();
 
         // Asking again before approval names the same pending approval.
-        let again = py_client(&ep, &key, mode, &[r#"call:delete_file:{"path":"/tmp/x"}"#]).await;
+        let again = py_client(&ep, key, mode, &[r#"call:delete_file:{"path":"/tmp/x"}"#]).await;
         assert_eq!(again[0]["error"]["data"]["approval_id"], json!(approval));
 
-        approve(&c, &approval).await;
+        approve(c, &approval).await;
         let out = py_client(
             &ep,
-            &key,
+            key,
             mode,
             &[
                 r#"call:delete_file:{"path":"/tmp/y"}"#,
@@ -164,7 +162,7 @@ async fn python_sdk_default_and_legacy_through_the_edge() {
             .await
             .unwrap();
         edge.wait_for_revision(r.revision).await;
-        let out = py_client(&ep, &key, mode, &[r#"call:echo:{"text":"x"}"#]).await;
+        let out = py_client(&ep, key, mode, &[r#"call:echo:{"text":"x"}"#]).await;
         assert_eq!(error_code(&out[0]), Some(-32080), "{mode}: {}", out[0]);
         assert!(
             out[0]["error"]["message"]
@@ -188,7 +186,7 @@ async fn python_sdk_default_and_legacy_through_the_edge() {
 
     // Every decision is in the core's audit index, with its policy version and ids.
     eventually("the audit records reach the core", DEADLINE, || async {
-        let recs = audit(&c, "acme").await;
+        let recs = audit(c, "acme").await;
         recs.iter()
             .filter(|r| {
                 r.entry.tool.as_deref() == Some("delete_file")
@@ -198,7 +196,7 @@ async fn python_sdk_default_and_legacy_through_the_edge() {
             == 2
     })
     .await;
-    let recs = audit(&c, "acme").await;
+    let recs = audit(c, "acme").await;
     let secret = recs
         .iter()
         .find(|r| r.entry.tool.as_deref() == Some("read_secret"))
@@ -302,13 +300,9 @@ when { resource.name == "echo" || resource.name == "get-sum" };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_session_alternates_between_two_edges() {
-    let c = Cluster::start_initialized(3, &[]).await;
-    let (_up, url) = python_upstream().await;
-    let (key, rev) = tenant(&c, "acme", "tools", &url, POLICY).await;
-    let edges = [Edge::start(&c, &[]), Edge::start(&c, &[])];
-    for e in &edges {
-        e.wait_for_revision(rev).await;
-    }
+    let acme = Acme::start("tools", POLICY).await;
+    let key = &acme.key;
+    let edges = [acme.edge(&[]).await, acme.edge(&[]).await];
     let lb = round_robin(edges.iter().map(|e| e.mcp.clone()).collect()).await;
     let steps: Vec<String> = std::iter::once("list".to_string())
         .chain((0..6).map(|i| format!(r#"call:echo:{{"text":"n{i}"}}"#)))
@@ -316,7 +310,7 @@ async fn a_legacy_session_alternates_between_two_edges() {
     let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
     let out = py_client(
         &format!("http://{lb}/t/acme/tools/mcp"),
-        &key,
+        key,
         "legacy",
         &steps,
     )
@@ -335,20 +329,16 @@ async fn a_legacy_session_alternates_between_two_edges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_pause_reaches_every_edge() {
-    let c = Cluster::start_initialized(3, &[]).await;
-    let (_up, url) = python_upstream().await;
-    let (key, rev) = tenant(&c, "acme", "tools", &url, POLICY).await;
-    let edges = [Edge::start(&c, &[]), Edge::start(&c, &[])];
-    for e in &edges {
-        e.wait_for_revision(rev).await;
-    }
+    let acme = Acme::start("tools", POLICY).await;
+    let (c, key) = (&acme.c, &acme.key);
+    let edges = [acme.edge(&[]).await, acme.edge(&[]).await];
     let http = http_client();
     for e in &edges {
         let (status, body) = send(
             &http,
             stateless_call(
                 &e.url("acme", "tools"),
-                &key,
+                key,
                 "echo",
                 json!({"text": "up"}),
                 1,
@@ -379,7 +369,7 @@ async fn a_global_pause_reaches_every_edge() {
         let took = eventually("the edge enforces the global pause", DEADLINE, || async {
             let (_, body) = send(
                 &http,
-                stateless_call(&url, &key, "echo", json!({"text": "x"}), 2),
+                stateless_call(&url, key, "echo", json!({"text": "x"}), 2),
             )
             .await;
             first_message(&body)["error"]["code"] == -32080
@@ -396,14 +386,12 @@ async fn a_global_pause_reaches_every_edge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_edge_denies_until_the_core_is_back() {
-    let mut c = Cluster::start_initialized(3, &[]).await;
-    let (_up, url) = python_upstream().await;
-    let (key, rev) = tenant(&c, "acme", "tools", &url, POLICY).await;
-    let edge = Edge::start(&c, &["--max-staleness-ms", "1000"]);
-    edge.wait_for_revision(rev).await;
+    let mut acme = Acme::start("tools", POLICY).await;
+    let edge = acme.edge(&["--max-staleness-ms", "1000"]).await;
+    let (c, key) = (&mut acme.c, &acme.key);
     let http = http_client();
     let ep = edge.url("acme", "tools");
-    let call = || stateless_call(&ep, &key, "echo", json!({"text": "ok"}), 7);
+    let call = || stateless_call(&ep, key, "echo", json!({"text": "ok"}), 7);
     assert_eq!(
         first_message(&send(&http, call()).await.1)["result"]["content"][0]["text"],
         "ok"
@@ -437,16 +425,14 @@ async fn a_stale_edge_denies_until_the_core_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_switch_ends_a_stream_in_flight() {
     use http_body_util::BodyExt;
-    let c = Cluster::start_initialized(3, &[]).await;
-    let (_up, url) = python_upstream().await;
-    let (key, rev) = tenant(&c, "acme", "tools", &url, POLICY).await;
-    let edge = Edge::start(&c, &[]);
-    edge.wait_for_revision(rev).await;
+    let acme = Acme::start("tools", POLICY).await;
+    let (c, key) = (&acme.c, &acme.key);
+    let edge = acme.edge(&[]).await;
     let http = http_client();
     // 100 progress events, 100 ms apart: ten seconds unless cut short.
     let req = stateless_call(
         &edge.url("acme", "tools"),
-        &key,
+        key,
         "slow_count",
         json!({"n": 100}),
         9,

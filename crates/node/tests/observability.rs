@@ -15,17 +15,11 @@ use agentgate_testkit as common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::mcp::{Edge, Proc, free_port, python, repo, tenant, wait_listening};
+use common::mcp::{
+    Acme, Edge, Proc, READ_ONLY_POLICY, free_port, python, repo, tenant, wait_listening,
+};
 use common::{Cluster, DEADLINE};
 use serde_json::{Value, json};
-
-const POLICY: &str = r#"
-@id("list-tools")
-permit (principal, action == Action::"list_tools", resource);
-@id("read-only-tools")
-permit (principal, action == Action::"call_tool", resource)
-when { resource.read_only && !resource.destructive };
-"#;
 
 /// An argument value that must never reach a span.
 const SECRET: &str = "argument-value-5f1c9e";
@@ -93,7 +87,7 @@ async fn one_trace_runs_from_the_agent_through_the_edge_to_the_upstream() {
     );
     wait_listening(&format!("127.0.0.1:{up_port}")).await;
     let url = format!("http://127.0.0.1:{up_port}/mcp");
-    let (key, rev) = tenant(&c, "acme", "srv", &url, POLICY).await;
+    let (key, rev) = tenant(&c, "acme", "srv", &url, READ_ONLY_POLICY).await;
     let edge_log = dir.path().join("edge.log");
     let edge = Edge::start_json_logs(
         &c,
@@ -346,21 +340,18 @@ async fn unsampled_requests_record_no_spans_and_sampled_callers_are_followed() {
     let dir = tempfile::tempdir().unwrap();
     let spans_file = dir.path().join("spans.jsonl");
     let (_receiver, endpoint) = receiver(&spans_file).await;
-    let c = Cluster::start_initialized(3, &[]).await;
-    let (_upstream, url) = common::mcp::python_upstream().await;
-    let (key, rev) = tenant(&c, "acme", "srv", &url, POLICY).await;
-    let edge = Edge::start(
-        &c,
-        &["--otlp-endpoint", &endpoint, "--trace-sample-ratio", "0"],
-    );
-    edge.wait_for_revision(rev).await;
+    let acme = Acme::start("srv", READ_ONLY_POLICY).await;
+    let key = &acme.key;
+    let edge = acme
+        .edge(&["--otlp-endpoint", &endpoint, "--trace-sample-ratio", "0"])
+        .await;
     let client = common::mcp::http_client();
     let mcp = edge.url("acme", "srv");
-    let unsampled = common::mcp::stateless_call(&mcp, &key, "echo", json!({"text": "a"}), 1);
+    let unsampled = common::mcp::stateless_call(&mcp, key, "echo", json!({"text": "a"}), 1);
     assert_eq!(common::mcp::send(&client, unsampled).await.0, 200);
 
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
-    let mut sampled = common::mcp::stateless_call(&mcp, &key, "echo", json!({"text": "b"}), 2);
+    let mut sampled = common::mcp::stateless_call(&mcp, key, "echo", json!({"text": "b"}), 2);
     sampled.headers_mut().insert(
         "traceparent",
         format!("00-{trace_id}-b7ad6b7169203331-01")
@@ -401,5 +392,5 @@ async fn unsampled_requests_record_no_spans_and_sampled_callers_are_followed() {
         "only the sampled call's three spans: {edge_spans:?}"
     );
     assert_eq!(edge.metric("agentgate_trace_spans_dropped_total", ""), 0.0);
-    drop(c);
+    drop(acme);
 }

@@ -19,19 +19,11 @@ use std::process::{Command, Stdio};
 
 use agentgate_model::entity::Scope;
 use common::mcp::{
-    Edge, Proc, free_port, http_client, python_upstream, repo, send, stateless_call, tenant,
+    Acme, Proc, READ_ONLY_POLICY, free_port, http_client, repo, send, stateless_call,
     wait_listening,
 };
-use common::{Cluster, DEADLINE, eventually, http_get};
+use common::{DEADLINE, eventually, http_get};
 use serde_json::{Value, json};
-
-const POLICY: &str = r#"
-@id("list-tools")
-permit (principal, action == Action::"list_tools", resource);
-@id("read-only-tools")
-permit (principal, action == Action::"call_tool", resource)
-when { resource.read_only && !resource.destructive };
-"#;
 
 const RULES: &str = "deploy/observability/prometheus/agentgate-alerts.yaml";
 const DASHBOARD: &str = "deploy/observability/grafana/agentgate-dashboard.json";
@@ -133,11 +125,9 @@ fn value(sample: &Value) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_a_local_cluster_with_the_shipped_rules_and_dashboard() {
-    let c = Cluster::start_initialized(3, &[]).await;
-    let (_upstream, url) = python_upstream().await;
-    let (key, rev) = tenant(&c, "acme", "files", &url, POLICY).await;
-    let edge = Edge::start(&c, &[]);
-    edge.wait_for_revision(rev).await;
+    let acme = Acme::start("files", READ_ONLY_POLICY).await;
+    let (c, key) = (&acme.c, &acme.key);
+    let edge = acme.edge(&[]).await;
 
     // Traffic that brings out the labelled series: an allowed call (forwarded upstream), a
     // denied one, an unauthenticated one, and a kill switch for another tenant.
@@ -145,13 +135,13 @@ async fn prometheus_scrapes_a_local_cluster_with_the_shipped_rules_and_dashboard
     let mcp = edge.url("acme", "files");
     let (status, _) = send(
         &client,
-        stateless_call(&mcp, &key, "echo", json!({"text": "hi"}), 1),
+        stateless_call(&mcp, key, "echo", json!({"text": "hi"}), 1),
     )
     .await;
     assert_eq!(status, 200);
     send(
         &client,
-        stateless_call(&mcp, &key, "delete_file", json!({"path": "/x"}), 2),
+        stateless_call(&mcp, key, "delete_file", json!({"path": "/x"}), 2),
     )
     .await;
     let (status, _) = send(
@@ -340,5 +330,5 @@ async fn prometheus_scrapes_a_local_cluster_with_the_shipped_rules_and_dashboard
         one(r#"sum(agentgate_edge_calls_total{decision="deny"})"#),
         1.0
     );
-    drop(c);
+    drop(acme);
 }

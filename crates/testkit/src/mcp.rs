@@ -301,6 +301,47 @@ pub async fn tenant(
     (key, rev)
 }
 
+/// Lists tools and calls read-only, non-destructive ones (the default policy's allow rules).
+pub const READ_ONLY_POLICY: &str = r#"
+@id("list-tools")
+permit (principal, action == Action::"list_tools", resource);
+@id("read-only-tools")
+permit (principal, action == Action::"call_tool", resource)
+when { resource.read_only && !resource.destructive };
+"#;
+
+/// The usual end-to-end set-up: a 3-node cluster and tenant `acme` (agent `bot`) whose server
+/// is the Python SDK upstream (`tests/e2e/upstream_server.py`) under a policy.
+pub struct Acme {
+    pub c: Cluster,
+    /// Agent `bot`'s API key.
+    pub key: String,
+    /// The revision that holds the whole set-up.
+    pub rev: u64,
+    _upstream: Proc,
+}
+
+impl Acme {
+    pub async fn start(server: &str, policy: &str) -> Acme {
+        let c = Cluster::start_initialized(3, &[]).await;
+        let (upstream, url) = python_upstream().await;
+        let (key, rev) = tenant(&c, "acme", server, &url, policy).await;
+        Acme {
+            c,
+            key,
+            rev,
+            _upstream: upstream,
+        }
+    }
+
+    /// An edge (with `extra` flags) that holds the set-up.
+    pub async fn edge(&self, extra: &[&str]) -> Edge {
+        let edge = Edge::start(&self.c, extra);
+        edge.wait_for_revision(self.rev).await;
+        edge
+    }
+}
+
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 pub fn http_client() -> HttpClient {
