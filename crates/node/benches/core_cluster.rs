@@ -24,7 +24,7 @@ use agentgate_model::audit::{AuditEntry, Decision};
 use agentgate_model::entity::Scope;
 use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
 use agentgate_proto::pb::{AppendAuditRequest, ProposeRequest};
-use agentgate_testkit::bench::{selected, summary, write_results};
+use agentgate_testkit::bench::{PRODUCTION_TIMINGS, selected, summary, write_results};
 use common::Cluster;
 
 const SWITCH_WRITES: usize = 2_000;
@@ -130,17 +130,9 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        // Production timings (the defaults), not the test harness's fast elections.
         let c = Cluster::start_initialized(
             3,
-            &[
-                "--snapshot-logs",
-                "100000",
-                "--heartbeat-ms",
-                "100",
-                "--election-timeout-ms",
-                "500",
-            ],
+            &[&["--snapshot-logs", "100000"][..], &PRODUCTION_TIMINGS].concat(),
         )
         .await;
         let leader = c.wait_for_leader(&[1, 2, 3]).await;

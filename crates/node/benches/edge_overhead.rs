@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use agentgate_testkit as common;
 use agentgate_testkit::bench::{
-    cpus, fast_upstream, otlp_sink, padded_policies, peak_rss, pin, process_cpu, selected, summary,
-    write_results,
+    PRODUCTION_TIMINGS, cpus, fast_upstream, otlp_sink, padded_policies, peak_rss, pin,
+    process_cpu, run, summary, write_results,
 };
 use common::Cluster;
 use common::mcp::{Edge, HttpClient, http_client, stateless_call, tenant};
@@ -209,28 +209,32 @@ fn pin_processes(c: &Cluster, edges: &[Edge]) -> String {
 }
 
 fn main() {
-    if !selected("edge_overhead") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = Cluster::start_initialized(
-            3,
-            &["--heartbeat-ms", "100", "--election-timeout-ms", "500"],
+    run("edge_overhead", async {
+        let c = Cluster::start_initialized(3, &PRODUCTION_TIMINGS).await;
+        let upstream = fast_upstream(1);
+        let (key20, _) = tenant(
+            &c,
+            "bench20",
+            "fast",
+            &upstream,
+            &padded_policies(POLICY, 20),
         )
         .await;
-        let upstream = fast_upstream(1);
-        let (key20, _) = tenant(&c, "bench20", "fast", &upstream, &padded_policies(POLICY, 20)).await;
-        let (key10k, rev) =
-            tenant(&c, "bench10k", "fast", &upstream, &padded_policies(POLICY, 10_000)).await;
+        let (key10k, rev) = tenant(
+            &c,
+            "bench10k",
+            "fast",
+            &upstream,
+            &padded_policies(POLICY, 10_000),
+        )
+        .await;
         let (sink, spans) = otlp_sink();
         let edges = [
             Edge::start(&c, &[]),
-            Edge::start(&c, &["--otlp-endpoint", &sink, "--trace-sample-ratio", "0.01"]),
+            Edge::start(
+                &c,
+                &["--otlp-endpoint", &sink, "--trace-sample-ratio", "0.01"],
+            ),
             Edge::start(&c, &["--otlp-endpoint", &sink, "--trace-sample-ratio", "1"]),
         ];
         for e in &edges {
@@ -244,7 +248,12 @@ fn main() {
             edge: Some(edge),
         };
         let targets = [
-            Target { name: "direct", url: upstream.clone(), key: key20.clone(), edge: None },
+            Target {
+                name: "direct",
+                url: upstream.clone(),
+                key: key20.clone(),
+                edge: None,
+            },
             target("edge, 20 policies", 0, "bench20", &key20),
             target("edge, 10,000 policies", 0, "bench10k", &key10k),
             target("edge, 20 policies, traced 1%", 1, "bench20", &key20),
@@ -253,12 +262,16 @@ fn main() {
         // Ready: the edge allows both tenants' calls (the 10k package compiles once, ~1 s).
         let client = http_client();
         for t in &targets {
-            common::eventually(&format!("{} allows calls", t.name), common::DEADLINE, || async {
-                call(&client, &t.url, &t.key, 0).await.is_some()
-            })
+            common::eventually(
+                &format!("{} allows calls", t.name),
+                common::DEADLINE,
+                || async { call(&client, &t.url, &t.key, 0).await.is_some() },
+            )
             .await;
         }
-        println!("edge_overhead: 3 core nodes, 3 edges (untraced, traced 1%, traced 100%), 1 fast upstream on 127.0.0.1; {placement}");
+        println!(
+            "edge_overhead: 3 core nodes, 3 edges (untraced, traced 1%, traced 100%), 1 fast upstream on 127.0.0.1; {placement}"
+        );
         let mut edge_calls = [0usize; 3];
         let mut count = |t: &Target, o: &Outcome| {
             if let Some(e) = t.edge {
@@ -309,31 +322,51 @@ fn main() {
             let o = open_loop(t, rate, Duration::from_secs(5)).await;
             count(t, &o);
             half_errors.push(o.errors);
-            half.push(summary(&format!("{}: open loop {rate:.0}/s", t.name), o.latencies));
+            half.push(summary(
+                &format!("{}: open loop {rate:.0}/s", t.name),
+                o.latencies,
+            ));
         }
 
         // Every decision of the run acknowledged by the core: none lost at max load.
-        let shipped = common::eventually("the core acknowledges every decision", Duration::from_secs(60), || async {
-            edges.iter().zip(edge_calls).all(|(e, calls)| {
-                e.metric("agentgate_edge_audit_backlog_records", "") == 0.0
-                    && e.metric("agentgate_edge_audit_shipped_total", "") >= calls as f64
-            })
-        })
+        let shipped = common::eventually(
+            "the core acknowledges every decision",
+            Duration::from_secs(60),
+            || async {
+                edges.iter().zip(edge_calls).all(|(e, calls)| {
+                    e.metric("agentgate_edge_audit_backlog_records", "") == 0.0
+                        && e.metric("agentgate_edge_audit_shipped_total", "") >= calls as f64
+                })
+            },
+        )
         .await;
-        let acked: f64 = edges.iter().map(|e| e.metric("agentgate_edge_audit_shipped_total", "")).sum();
+        let acked: f64 = edges
+            .iter()
+            .map(|e| e.metric("agentgate_edge_audit_shipped_total", ""))
+            .sum();
         let per_edge_calls = edge_calls;
         let edge_calls: usize = per_edge_calls.iter().sum();
         let rss = peak_rss(edges[0].proc.0.id());
-        println!("edge peak RSS: {:.1} MiB", rss.unwrap_or(0) as f64 / 1048576.0);
-        println!("audit: {acked} decisions acknowledged by the core ({edge_calls} calls measured), backlog 0 after {shipped:?}");
+        println!(
+            "edge peak RSS: {:.1} MiB",
+            rss.unwrap_or(0) as f64 / 1048576.0
+        );
+        println!(
+            "audit: {acked} decisions acknowledged by the core ({edge_calls} calls measured), backlog 0 after {shipped:?}"
+        );
 
         // What the traced edges exported (the sink has everything once their counters settle:
         // a batch leaves at least every 500 ms).
         let exported = |e: &Edge| e.metric("agentgate_trace_spans_exported_total", "");
-        common::eventually("the span sink has every exported span", Duration::from_secs(30), || async {
-            let total = exported(&edges[1]) + exported(&edges[2]);
-            total > 0.0 && spans.spans.load(std::sync::atomic::Ordering::Relaxed) as f64 >= total
-        })
+        common::eventually(
+            "the span sink has every exported span",
+            Duration::from_secs(30),
+            || async {
+                let total = exported(&edges[1]) + exported(&edges[2]);
+                total > 0.0
+                    && spans.spans.load(std::sync::atomic::Ordering::Relaxed) as f64 >= total
+            },
+        )
         .await;
         let mut tracing = Vec::new();
         for (i, ratio) in [(1, 0.01), (2, 1.0)] {

@@ -37,7 +37,9 @@ use agentgate_model::Op;
 use agentgate_model::clock::SystemClock;
 use agentgate_model::entity::Scope;
 use agentgate_testkit as common;
-use agentgate_testkit::bench::{cpus, fast_upstream, selected, summary, write_results};
+use agentgate_testkit::bench::{
+    PRODUCTION_TIMINGS, cpus, fast_upstream, run, summary, write_results,
+};
 use clap::Parser;
 use common::Cluster;
 use common::mcp::{SESSION_KEY, http_client, send, stateless_call, tenant};
@@ -301,21 +303,8 @@ async fn scenario(c: &mut Cluster, n: usize, key: &str) -> Value {
 }
 
 fn main() {
-    if !selected("kill_switch") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        // Production timings: heartbeat 100 ms, election timeout 500 ms.
-        let mut c = Cluster::start_initialized(
-            3,
-            &["--heartbeat-ms", "100", "--election-timeout-ms", "500"],
-        )
-        .await;
+    run("kill_switch", async {
+        let mut c = Cluster::start_initialized(3, &PRODUCTION_TIMINGS).await;
         let upstream = fast_upstream(1);
         let (key, _) = tenant(&c, "bench", "fast", &upstream, POLICY).await;
         println!(
@@ -324,6 +313,9 @@ fn main() {
         );
         let ten = scenario(&mut c, 10, &key).await;
         let hundred = scenario(&mut c, 100, &key).await;
-        write_results("kill_switch", &json!({"cpus": cpus(), "scenarios": [ten, hundred]}));
+        write_results(
+            "kill_switch",
+            &json!({"cpus": cpus(), "scenarios": [ten, hundred]}),
+        );
     });
 }

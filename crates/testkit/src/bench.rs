@@ -206,6 +206,23 @@ pub fn selected(name: &str) -> bool {
     args.is_empty() || args.iter().any(|a| name.contains(a.as_str()))
 }
 
+/// The core's production timings (heartbeat 100 ms, election timeout 500 ms, the defaults),
+/// not the test harness's fast elections.
+pub const PRODUCTION_TIMINGS: [&str; 4] = ["--heartbeat-ms", "100", "--election-timeout-ms", "500"];
+
+/// Runs the benchmark `name` on a 2-worker runtime, unless `cargo bench`'s filter leaves it out.
+pub fn run(name: &str, bench: impl std::future::Future<Output = ()>) {
+    if !selected(name) {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench);
+}
+
 /// Pins process `pid` (all its threads) to `cpus` (a `taskset` list such as `0-1`). Returns
 /// false, and pins nothing, when `taskset` is missing or refuses.
 pub fn pin(pid: u32, cpus: &str) -> bool {
