@@ -31,10 +31,10 @@ const KEY: &str = "agk_bench_key";
 
 /// The default policy padded with per-tool rules to `n` policies: the shape large tenants grow.
 fn package(n: usize) -> PolicyPackage {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/");
-    let schema = std::fs::read_to_string(format!("{root}schema.cedarschema")).unwrap();
-    let default = std::fs::read_to_string(format!("{root}default.cedar")).unwrap();
-    let policies = padded_policies(&default, n);
+    // Embedded: a binary built from another checkout sharing the target dir is reused as fresh.
+    let schema = include_str!("../../../policies/schema.cedarschema").to_string();
+    let default = include_str!("../../../policies/default.cedar");
+    let policies = padded_policies(default, n);
     PolicyPackage {
         tenant: "bench".into(),
         version: "v1".into(),

@@ -45,6 +45,13 @@ pub const METRICS: &[MetricDoc] = &[
         "On the leader, per follower (Raft id): log entries not yet replicated to it.",
     )
     .labels(&["follower"]),
+    MetricDoc::counter(
+        crate::network::APPEND_TIMEOUTS,
+        "On the leader, per follower (Raft id): AppendEntries calls carrying entries that ran out \
+         of the heartbeat interval (the next call resends only what that one carried, in fewer \
+         bytes).",
+    )
+    .labels(&["follower"]),
     MetricDoc::gauge(
         "agentgate_raft_snapshot_index",
         "Log index covered by the last snapshot.",

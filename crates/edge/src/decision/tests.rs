@@ -22,12 +22,13 @@ fn run(state: &mut State, op: Op) {
     a.result.unwrap();
 }
 
+// Embedded, not read through `CARGO_MANIFEST_DIR`: a test binary built from another checkout
+// sharing the target dir is reused as fresh, and its compile-time path may no longer exist.
+const SCHEMA: &str = include_str!("../../../../policies/schema.cedarschema");
+const DEFAULT_POLICY: &str = include_str!("../../../../policies/default.cedar");
+
 fn package(version: &str, policies: &str) -> PolicyPackage {
-    let schema = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../policies/schema.cedarschema"
-    ))
-    .unwrap();
+    let schema = SCHEMA.to_string();
     PolicyPackage {
         tenant: "t".into(),
         version: version.into(),
@@ -43,11 +44,7 @@ fn package(version: &str, policies: &str) -> PolicyPackage {
 }
 
 fn state() -> State {
-    let default = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../policies/default.cedar"
-    ))
-    .unwrap();
+    let default = DEFAULT_POLICY;
     let mut s = State::default();
     run(
         &mut s,
@@ -69,7 +66,7 @@ fn state() -> State {
     run(
         &mut s,
         Op::PushPolicy {
-            package: package("v1", &default),
+            package: package("v1", default),
         },
     );
     run(
