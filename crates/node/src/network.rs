@@ -132,7 +132,8 @@ impl Pacing {
             keep = i + 1;
         }
         if bytes > self.budget {
-            keep = keep.min(payload_prefix(entries, self.budget));
+            // Measure only what could go.
+            keep = payload_prefix(entries.get(..keep).unwrap_or(entries), self.budget);
         }
         keep
     }
