@@ -29,6 +29,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_install "${wanted[@]}"
   probe_system_needs
   if [ ${#need[@]} -gt 0 ]; then
+    probe_system_needs >&2
     echo "setup-e2e: still missing after installing ${wanted[*]}: ${need[*]}" >&2
     exit 1
   fi
@@ -45,5 +46,8 @@ if ! probe_npm_package "$dir/node" "@modelcontextprotocol/server-everything" "$e
   echo "setup-e2e: server-everything $everything_version into $dir/node"
   mkdir -p "$dir/node"
   npm install --silent --no-audit --no-fund --prefix "$dir/node" "@modelcontextprotocol/server-everything@$everything_version"
-  probe_npm_package "$dir/node" "@modelcontextprotocol/server-everything" "$everything_version" | sed 's/^/setup-e2e: /'
+  if ! line="$(probe_npm_package "$dir/node" "@modelcontextprotocol/server-everything" "$everything_version")"; then
+    echo "setup-e2e: npm install did not give $line" >&2
+    exit 1
+  fi
 fi

@@ -150,20 +150,25 @@ probe_python_venv() {
 # (node reads its package.json; a left-over bin link does not count).
 probe_npm_package() {
   local prefix="$1" package="$2" want="$3" got
-  got="$(node -e 'try { console.log(require(process.argv[1] + "/package.json").version) } catch (e) { process.exit(1) }' \
+  got="$(node -e 'try { console.log(require(require("path").resolve(process.argv[1], "package.json")).version) } catch (e) { process.exit(1) }' \
     "$prefix/node_modules/$package" 2>/dev/null || true)"
   if [ "$got" = "$want" ]; then echo "$package: $got"; return 0; fi
   echo "$package: ${got:-missing} (want $want)"
   return 1
 }
 
-# apt_install PACKAGE…: installs Debian/Ubuntu packages unattended (root or sudo).
+# apt_install PACKAGE…: installs Debian/Ubuntu packages unattended (root or sudo); apt's own
+# output is shown only when it fails.
 apt_install() {
-  local sudo=()
+  local sudo=() log rc=0
   [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-  echo "setup: installing $*"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+  echo "setup: installing $* (apt-get)" >&2
+  log="$(mktemp)"
+  { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; } >"$log" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$log" >&2; echo "setup: apt-get failed (exit $rc)" >&2; }
+  rm -f "$log"
+  return "$rc"
 }
 
 # probe_need WHO PACKAGE PROBE ARGS…: runs the probe, prints its verdict after "WHO: ", and adds
