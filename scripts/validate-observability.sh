@@ -4,7 +4,7 @@
 #   promtool test rules    the alert rules' unit tests (agentgate-alerts.test.yaml) pass
 #   the Grafana dashboard  is JSON with unique panel ids, panels that do not overlap, and a
 #                          PromQL expression and the ${datasource} variable on every query
-# (crates/node/tests/prometheus.rs then loads both into a real Prometheus scraping a cluster.)
+# (tests/e2e/tests/prometheus.rs then loads both into a real Prometheus scraping a cluster.)
 # Usage: scripts/validate-observability.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -41,7 +41,7 @@ pub struct Cli {
     /// OTLP trace export (off unless configured): each command is one trace, continued by the
     /// core nodes through Raft commit and apply.
     #[command(flatten)]
-    pub traces: agentgate_proto::telemetry::TraceArgs,
+    pub traces: agentgate_runtime::telemetry::TraceArgs,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,14 +1,19 @@
 //! Talking to the core: pick the first endpoint that answers, then send every call there (any
 //! node serves: followers forward writes to the leader and read linearizably through it).
+//! Writes and reads go through `agentgate-client`, whose one retry rule (with a request id per
+//! write) moves on to the next endpoint while there is no leader or a node stops answering.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use agentgate_client::{ClientConfig, ClientError, RequestIds, Retry};
 use agentgate_model::Op;
 use agentgate_model::Response;
 use agentgate_model::entity::{Entity, Kind};
 use agentgate_model::query::{Query, QueryResult};
 use agentgate_proto::pb::admin_client::AdminClient;
-use agentgate_proto::pb::{ClusterStatus, ProposeRequest, QueryRequest, StatusRequest};
+use agentgate_proto::pb::{ClusterStatus, StatusRequest};
+use agentgate_runtime::net::Dialer;
 use tonic::transport::Channel;
 
 use crate::error::{CliError, Exit, Result};
@@ -17,22 +22,27 @@ use crate::error::{CliError, Exit, Result};
 pub struct Proposed {
     pub revision: u64,
     pub response: Response,
-    /// Only for agent creation: the key, shown once.
-    pub api_key: String,
+    /// Only for agent creation: the key, shown once (`None` when the answer was a replay of an
+    /// attempt whose reply was lost: that key is kept nowhere).
+    pub api_key: Option<String>,
 }
 
 pub struct Client {
     endpoints: Vec<String>,
     timeout: Duration,
     actor: String,
-    conn: Option<(String, AdminClient<Channel>)>,
+    /// Once an endpoint answered: it, and the typed client over all endpoints starting there.
+    conn: Option<(String, agentgate_client::Client)>,
+    /// Where the request ids of this run's writes come from.
+    ids: Arc<RequestIds>,
 }
 
-/// How long reads keep retrying while the cluster has no leader.
-const READ_RETRY: Duration = Duration::from_secs(5);
+/// How long a call keeps being retried (by the client's rule) while the cluster has no leader.
+const RETRY_FOR: Duration = Duration::from_secs(5);
 
 impl Client {
-    pub fn new(endpoints: &str, timeout: Duration, actor: String) -> Result<Self> {
+    /// `ids` must be unique to this run (random: operators run the CLI from many machines).
+    pub fn new(endpoints: &str, timeout: Duration, actor: String, ids: RequestIds) -> Result<Self> {
         let endpoints: Vec<String> = endpoints
             .split(',')
             .map(str::trim)
@@ -49,12 +59,13 @@ impl Client {
             timeout,
             actor,
             conn: None,
+            ids: Arc::new(ids),
         })
     }
 
     /// A client for one address (used to ask each member for its own status).
     pub fn dial(addr: &str, timeout: Duration) -> Result<AdminClient<Channel>> {
-        agentgate_proto::channel::lazy(addr, timeout, &agentgate_proto::net::Dialer::tcp())
+        agentgate_runtime::channel::lazy(addr, timeout, &agentgate_runtime::net::Dialer::tcp())
             .map(AdminClient::new)
             .map_err(|e| {
                 CliError::invalid(e).hint("endpoints are HOST:PORT of a core node's gRPC listener")
@@ -66,18 +77,32 @@ impl Client {
         self.conn.as_ref().map(|(e, _)| e.as_str())
     }
 
-    /// The first endpoint that answers a status request, tried in the order given.
-    async fn admin(&mut self) -> Result<AdminClient<Channel>> {
+    /// The typed client, over every endpoint starting at the first one that answers a status
+    /// request (tried in the order given).
+    async fn core(&mut self) -> Result<agentgate_client::Client> {
         if let Some((_, c)) = &self.conn {
             return Ok(c.clone());
         }
         let mut failures = Vec::new();
-        for ep in &self.endpoints {
+        for (i, ep) in self.endpoints.iter().enumerate() {
             let mut c = Client::dial(ep, self.timeout)?;
             match c.status(StatusRequest {}).await {
                 Ok(_) => {
-                    self.conn = Some((ep.clone(), c.clone()));
-                    return Ok(c);
+                    let mut order = self.endpoints.clone();
+                    order.rotate_left(i);
+                    let config = ClientConfig {
+                        rpc_timeout: self.timeout,
+                        dialer: Dialer::tcp(),
+                        actor: self.actor.clone(),
+                        retry: Retry::within(RETRY_FOR),
+                    };
+                    let core = agentgate_client::Client::new(&order, self.ids.clone(), config)
+                        .map_err(|e| {
+                            CliError::invalid(e.to_string())
+                                .hint("endpoints are HOST:PORT of a core node's gRPC listener")
+                        })?;
+                    self.conn = Some((ep.clone(), core.clone()));
+                    return Ok(core);
                 }
                 Err(s) => failures.push(format!("{ep}: {}", s.message())),
             }
@@ -90,6 +115,10 @@ impl Client {
         .hint("check --endpoint / AGENTGATE_ENDPOINT (HOST:PORT of a node's gRPC listener, comma-separated for several) and that the nodes are running"))
     }
 
+    async fn admin(&mut self) -> Result<AdminClient<Channel>> {
+        Ok(self.core().await?.rpc())
+    }
+
     pub async fn status(&mut self) -> Result<ClusterStatus> {
         let mut c = self.admin().await?;
         c.status(StatusRequest {})
@@ -98,64 +127,20 @@ impl Client {
             .map_err(|s| CliError::from_status(&s))
     }
 
+    /// A write, under one request id for all its attempts (a retry after a lost reply answers
+    /// as the first attempt did).
     pub async fn propose(&mut self, op: Op) -> Result<Proposed> {
-        let mut c = self.admin().await?;
-        let op_json = serde_json::to_vec(&op)
-            .map_err(|e| CliError::new(Exit::Error, "internal", format!("encode: {e}")))?;
-        let reply = c
-            .propose(traced(ProposeRequest {
-                op_json,
-                actor: self.actor.clone(),
-            }))
-            .await
-            .map_err(|s| CliError::from_status(&s))?
-            .into_inner();
-        let response = serde_json::from_slice(&reply.response_json).map_err(|e| {
-            CliError::new(
-                Exit::Error,
-                "internal",
-                format!("the node's answer is not understood: {e}"),
-            )
-            .hint("agentgate-admin and the core nodes may be different versions")
-        })?;
+        let p = self.core().await?.propose(&op).await.map_err(from_client)?;
         Ok(Proposed {
-            revision: reply.revision,
-            response,
-            api_key: reply.api_key,
+            revision: p.revision,
+            response: p.response,
+            api_key: p.api_key,
         })
     }
 
-    /// A linearizable read; retried briefly while the cluster has no leader.
+    /// A linearizable read; retried while the cluster has no leader.
     pub async fn query(&mut self, q: &Query) -> Result<(u64, QueryResult)> {
-        let mut c = self.admin().await?;
-        let query_json = serde_json::to_vec(q)
-            .map_err(|e| CliError::new(Exit::Error, "internal", format!("encode: {e}")))?;
-        let mut waited = Duration::ZERO;
-        let step = Duration::from_millis(200);
-        let reply = loop {
-            match c
-                .query(traced(QueryRequest {
-                    query_json: query_json.clone(),
-                }))
-                .await
-            {
-                Ok(r) => break r.into_inner(),
-                Err(s) if s.code() == tonic::Code::Unavailable && waited < READ_RETRY => {
-                    tokio::time::sleep(step).await;
-                    waited += step;
-                }
-                Err(s) => return Err(CliError::from_status(&s)),
-            }
-        };
-        let result = serde_json::from_slice(&reply.result_json).map_err(|e| {
-            CliError::new(
-                Exit::Error,
-                "internal",
-                format!("the node's answer is not understood: {e}"),
-            )
-            .hint("agentgate-admin and the core nodes may be different versions")
-        })?;
-        Ok((reply.revision, result))
+        self.core().await?.query(q).await.map_err(from_client)
     }
 
     pub async fn list(&mut self, kind: Kind, tenant: Option<&str>) -> Result<Vec<Entity>> {
@@ -185,12 +170,18 @@ impl Client {
     }
 }
 
-/// A request carrying the command's trace context (when traces are exported), so the core
-/// continues the operator's trace.
-fn traced<T>(msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    agentgate_proto::telemetry::inject_current(req.metadata_mut());
-    req
+/// The CLI's error for a failed core call.
+fn from_client(e: ClientError) -> CliError {
+    match e {
+        ClientError::Status(s) => CliError::from_status(&s),
+        ClientError::Decode(m) => CliError::new(
+            Exit::Error,
+            "internal",
+            format!("the node's answer is not understood: {m}"),
+        )
+        .hint("agentgate-admin and the core nodes may be different versions"),
+        other => CliError::new(Exit::Error, "internal", other.to_string()),
+    }
 }
 
 pub fn unexpected(r: &QueryResult) -> CliError {

@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     // Traces only when configured (no log output otherwise: the CLI speaks on stdout/stderr).
     let settings = cli.traces.settings("agentgate-admin");
     let telemetry = if settings.exporting() {
-        match rt.block_on(async { agentgate_proto::telemetry::init("text", "off", &settings) }) {
+        match rt.block_on(async { agentgate_runtime::telemetry::init("text", "off", &settings) }) {
             Ok(t) => Some(t),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         None
     };
     let span = tracing::info_span!(
-        target: agentgate_proto::telemetry::TARGET,
+        target: agentgate_runtime::telemetry::TARGET,
         "agentgate.admin_cli",
         otel.kind = "client",
         agentgate.command = command.as_str(),

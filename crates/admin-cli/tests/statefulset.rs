@@ -57,6 +57,7 @@ async fn create_tenant(addr: &str, id: &str) -> Result<u64, tonic::Status> {
         .propose(ProposeRequest {
             op_json: serde_json::to_vec(&op).unwrap(),
             actor: "statefulset-test".into(),
+            request_id: String::new(),
         })
         .await?;
     Ok(r.into_inner().log_index)

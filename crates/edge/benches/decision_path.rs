@@ -78,6 +78,7 @@ fn state(n: usize) -> State {
                 time_ms: 1,
                 actor: "bench".into(),
                 op,
+                request_id: None,
             },
         )
         .result
@@ -121,7 +122,7 @@ fn bench(c: &mut Criterion) {
             batch_records_max: 1_000,
             flush_interval: Duration::from_secs(3600),
             rpc_timeout: Duration::from_millis(100),
-            dialer: agentgate_proto::net::Dialer::tcp(),
+            dialer: agentgate_runtime::net::Dialer::tcp(),
         })
         .unwrap()
     });

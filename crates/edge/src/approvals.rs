@@ -1,22 +1,19 @@
 //! Calls that need an operator's approval (DESIGN §2 approvals, §5 `@approval("required")`).
 //!
 //! The edge first tries to use an approval: `ConsumeApproval` is a Raft command, so of any number
-//! of identical retries on any number of edges exactly one consumes it. Failing that it reports
+//! of identical retries on any number of edges exactly one consumes it, and its request id makes
+//! a retry after a lost reply get that consumption back rather than a refusal. Failing that it reports
 //! the pending request for this exact call (same tenant, agent, tool and argument digest), or
 //! opens one. The agent gets the approval id in the error and retries once it is approved.
 
-use agentgate_proto::net::Dialer;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use agentgate_client::{Client, ClientConfig, ClientError, RequestIds, Retry};
 use agentgate_model::entity::{ApprovalState, Entity};
-use agentgate_model::limits::GRPC_MESSAGE_BYTES_MAX;
 use agentgate_model::{Op, Response, State};
-use agentgate_proto::pb::ProposeRequest;
-use agentgate_proto::pb::admin_client::AdminClient;
+use agentgate_runtime::net::Dialer;
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// Where a call needing approval stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,75 +36,34 @@ pub struct Call<'a> {
 
 #[derive(Clone)]
 pub struct Approvals {
-    clients: Arc<Vec<AdminClient<Channel>>>,
-    next: Arc<AtomicUsize>,
-    actor: String,
+    core: Client,
     ttl_ms: Option<u64>,
 }
 
 impl Approvals {
+    /// `edge_id` is unique per start: it prefixes this edge's request ids. Each write is retried
+    /// by the client's one rule for up to `rpc_timeout`; its request id makes a retry after a
+    /// lost reply answer as the first attempt did, so a consumed approval is never lost.
     pub fn new(
         endpoints: &[String],
         rpc_timeout: Duration,
         dialer: &Dialer,
-        actor: String,
+        edge_id: &str,
         ttl_ms: Option<u64>,
     ) -> Result<Self, String> {
-        let clients = endpoints
-            .iter()
-            .map(|e| {
-                agentgate_proto::channel::lazy(e, rpc_timeout, dialer)
-                    .map(|c| AdminClient::new(c).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if clients.is_empty() {
-            return Err("no core endpoints given".into());
-        }
-        Ok(Approvals {
-            clients: Arc::new(clients),
-            next: Arc::new(AtomicUsize::new(0)),
-            actor,
-            ttl_ms,
-        })
+        let config = ClientConfig {
+            rpc_timeout,
+            dialer: dialer.clone(),
+            actor: format!("edge/{edge_id}"),
+            retry: Retry::within(rpc_timeout),
+        };
+        let ids = Arc::new(RequestIds::with_prefix(edge_id));
+        let core = Client::new(endpoints, ids, config).map_err(|e| e.to_string())?;
+        Ok(Approvals { core, ttl_ms })
     }
 
-    /// Proposes through any node (followers forward to the leader); an unavailable node is
-    /// skipped. A refusal by the state machine comes back as its status.
-    async fn propose(&self, op: &Op) -> Result<Response, tonic::Status> {
-        let op_json = agentgate_proto::json::encode(op)?;
-        let mut last = tonic::Status::unavailable("no core node answered");
-        for _ in 0..self.clients.len() * 2 {
-            let i = self.next.load(Ordering::Relaxed) % self.clients.len();
-            let Some(mut c) = self.clients.get(i).cloned() else {
-                break;
-            };
-            let req = ProposeRequest {
-                op_json: op_json.clone(),
-                actor: self.actor.clone(),
-            };
-            match c.propose(req).await {
-                Ok(r) => {
-                    return agentgate_proto::json::decode(
-                        "response_json",
-                        &r.get_ref().response_json,
-                    );
-                }
-                Err(s)
-                    if matches!(
-                        s.code(),
-                        Code::Unavailable
-                            | Code::DeadlineExceeded
-                            | Code::Cancelled
-                            | Code::Unknown
-                    ) =>
-                {
-                    self.next.fetch_add(1, Ordering::Relaxed);
-                    last = s;
-                }
-                Err(s) => return Err(s),
-            }
-        }
-        Err(last)
+    async fn propose(&self, op: &Op) -> Result<Response, ClientError> {
+        Ok(self.core.propose(op).await?.response)
     }
 
     /// Uses an approval for this call, or reports (or opens) the pending request.
@@ -131,8 +87,8 @@ impl Approvals {
                 return Err("the core answered a consumption with something else".into());
             }
             Ok(_) => return Err("the core answered a consumption with something else".into()),
-            Err(s) if s.code() == Code::FailedPrecondition => {}
-            Err(s) => return Err(format!("the core cannot be asked: {}", s.message())),
+            Err(e) if e.code() == Code::FailedPrecondition => {}
+            Err(e) => return Err(format!("the core cannot be asked: {e}")),
         }
         if let Some(a) = state.approvals.values().find(|a| {
             a.state == ApprovalState::Pending
@@ -158,7 +114,7 @@ impl Approvals {
                 _ => Err("the core answered an approval request with something else".into()),
             },
             Ok(_) => Err("the core answered an approval request with something else".into()),
-            Err(s) => Err(format!("the approval cannot be requested: {}", s.message())),
+            Err(e) => Err(format!("the approval cannot be requested: {e}")),
         }
     }
 }

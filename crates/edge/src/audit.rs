@@ -13,7 +13,7 @@
 //!   acknowledgement never duplicates a record.
 //! - [`AuditLog::flush`] waits until everything recorded is acknowledged (graceful shutdown).
 
-use agentgate_proto::net::Dialer;
+use agentgate_runtime::net::Dialer;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -241,7 +241,7 @@ pub fn start(config: AuditConfig) -> Result<(AuditLog, AuditShipper), String> {
     }
     let mut clients = Vec::new();
     for addr in &config.endpoints {
-        let channel = agentgate_proto::channel::lazy(addr, config.rpc_timeout, &config.dialer)?;
+        let channel = agentgate_runtime::channel::lazy(addr, config.rpc_timeout, &config.dialer)?;
         clients.push(
             EdgeSyncClient::new(channel)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)

@@ -101,7 +101,7 @@ pub struct Config {
     pub log_format: String,
 
     #[command(flatten)]
-    pub traces: agentgate_proto::telemetry::TraceArgs,
+    pub traces: agentgate_runtime::telemetry::TraceArgs,
 }
 
 impl Config {

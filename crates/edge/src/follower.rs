@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use agentgate_model::State;
 use agentgate_model::change::Change;
-use agentgate_model::clock::Clock;
 use agentgate_model::limits::GRPC_MESSAGE_BYTES_MAX;
-use agentgate_proto::net::Dialer;
 use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
 use agentgate_proto::pb::{ConfirmRequest, WatchRequest, watch_event};
+use agentgate_runtime::clock::Clock;
+use agentgate_runtime::net::Dialer;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -142,7 +142,7 @@ fn client(
     rpc_timeout: Duration,
     dialer: &Dialer,
 ) -> Result<EdgeSyncClient<Channel>, String> {
-    let channel = agentgate_proto::channel::lazy(addr, rpc_timeout, dialer)?;
+    let channel = agentgate_runtime::channel::lazy(addr, rpc_timeout, dialer)?;
     Ok(EdgeSyncClient::new(channel).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX))
 }
 
@@ -256,7 +256,7 @@ fn is_switch(c: &Change) -> bool {
     match c {
         Change::Put { entity } => matches!(entity, agentgate_model::entity::Entity::Switch(_)),
         Change::Delete { key } => key.kind == agentgate_model::entity::Kind::Switch,
-        Change::Audit { .. } => false,
+        Change::Audit { .. } | Change::Answered { .. } | Change::Forget { .. } => false,
     }
 }
 

@@ -5,6 +5,7 @@
 //!   forward, relay, audit.
 //! - [`upstream`]: the pooled upstream client and header allowlists; [`sse`]: SSE framing.
 //! - [`session`]: signed session tokens, so legacy sessions work through any edge.
+//! - [`trace`]: W3C context in and out (MCP `_meta`, headers), request spans, the access log.
 //! - [`catalog`]: upstream tools' annotations and pins; [`detect`]: argument detectors.
 //! - [`approvals`]: using or requesting an operator's approval through the core.
 //! - [`decision`]: authentication, the policy cache and the whole decision for one call.
@@ -34,4 +35,5 @@ pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod sse;
+pub mod trace;
 pub mod upstream;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use agentgate_edge::config::Config;
 use agentgate_edge::server::{self, Listeners};
-use agentgate_model::clock::SystemClock;
+use agentgate_runtime::clock::SystemClock;
 use clap::Parser;
 use rand::RngCore;
 use rand::SeedableRng;
@@ -42,17 +42,17 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let _telemetry = agentgate_proto::telemetry::init(
+    let _telemetry = agentgate_runtime::telemetry::init(
         &config.log_format,
         server::LOG_FILTER,
         &config.traces.settings("agentgate-edge"),
     )?;
     let metrics = server::init_metrics()?;
     let listeners = Listeners {
-        mcp: agentgate_proto::net::bind(config.listen)
+        mcp: agentgate_runtime::net::bind(config.listen)
             .await
             .map_err(|e| format!("cannot bind {}: {e}", config.listen))?,
-        http: agentgate_proto::net::bind(config.http_listen)
+        http: agentgate_runtime::net::bind(config.http_listen)
             .await
             .map_err(|e| format!("cannot bind {}: {e}", config.http_listen))?,
     };
@@ -65,7 +65,7 @@ async fn serve(config: Config) -> Result<(), String> {
         listeners,
         server::Env {
             clock: Arc::new(SystemClock),
-            dialer: agentgate_proto::net::Dialer::tcp(),
+            dialer: agentgate_runtime::net::Dialer::tcp(),
         },
         Some(metrics),
         |r| {

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use agentgate_model::State;
 use agentgate_model::audit::{AuditEntry, Decision};
-use agentgate_model::clock::Clock;
 use agentgate_model::decide::{Action, CallFacts, Outcome};
 use agentgate_model::digest::args_digest;
 use agentgate_model::entity::{Agent, Transport, Upstream, join_key};
-use agentgate_proto::telemetry::{self, TARGET};
+use agentgate_runtime::clock::Clock;
+use agentgate_runtime::telemetry::{self, TARGET};
 use bytes::Bytes;
 use http::header::{ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, ORIGIN, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -45,6 +45,7 @@ use crate::gate::{self, Denial, Subject, code};
 use crate::mcp::{self, Message, Operation, Parsed};
 use crate::session::{Session, SessionKeys};
 use crate::sse;
+use crate::trace::{child_span, continue_trace, trace_decision, trace_id, with_meta_context};
 use crate::upstream::{
     self, BoxError, FORWARD_REQUEST, FORWARD_RESPONSE, MCP_SESSION_ID, TRACEPARENT, Upstreams,
 };
@@ -251,98 +252,6 @@ fn accepts(h: &HeaderMap, mime: &str) -> bool {
     })
 }
 
-/// Parents a request's span on the caller's trace: `params._meta` (MCP's own carrier) first,
-/// then the HTTP headers. Nothing when traces are off or the caller sent no valid context.
-fn continue_trace(span: &tracing::Span, meta: Option<&Map<String, Value>>, headers: &HeaderMap) {
-    if span.is_disabled() {
-        return;
-    }
-    let from_meta = meta.map(|m| telemetry::extract(&telemetry::MetaReader(m)));
-    let cx = match from_meta {
-        Some(cx) if telemetry::has_span(&cx) => cx,
-        _ => telemetry::extract(&telemetry::HeaderReader(headers)),
-    };
-    if telemetry::has_span(&cx) {
-        let _ = span.set_parent(cx);
-    }
-}
-
-/// A span under the request's span (`ctx.span`), or none when the request is not traced: an
-/// unsampled request records no span at all, and a child must not start a trace of its own.
-macro_rules! child_span {
-    ($ctx:expr, $($span:tt)+) => {
-        if $ctx.span.is_disabled() {
-            tracing::Span::none()
-        } else {
-            tracing::info_span!(target: TARGET, $($span)+)
-        }
-    };
-}
-
-/// The `tracing` target of the per-request log line (`debug`, so off unless `RUST_LOG` asks for
-/// it, e.g. `info,agentgate::access=debug`; disabled, it costs one relaxed load per call).
-pub const ACCESS_LOG: &str = "agentgate::access";
-
-/// Logs a decision (at [`ACCESS_LOG`]) and records it on the current request span: names,
-/// versions and outcomes only — never argument values or session ids (the digest stays in the
-/// audit record).
-fn trace_decision(e: &AuditEntry) {
-    tracing::debug!(
-        target: ACCESS_LOG,
-        tenant = %e.tenant,
-        agent = %e.agent,
-        method = %e.method,
-        tool = e.tool.as_deref(),
-        decision = decision_label(e.decision),
-        reason = %e.reason,
-        policy_version = e.policy_version.as_deref(),
-        "decision"
-    );
-    let span = tracing::Span::current();
-    if span.is_disabled() {
-        return;
-    }
-    span.record("mcp.method.name", e.method.as_str());
-    if let Some(t) = &e.tool {
-        span.record("gen_ai.tool.name", t.as_str());
-    }
-    span.record("agentgate.decision", decision_label(e.decision));
-    if !e.reason.is_empty() {
-        span.record("agentgate.reason", e.reason.as_str());
-    }
-    if let Some(v) = &e.policy_version {
-        span.record("agentgate.policy.version", v.as_str());
-    }
-    if !e.policy_ids.is_empty() {
-        span.record("agentgate.policy.ids", e.policy_ids.join(",").as_str());
-    }
-}
-
-/// A JSON-RPC request body with `cx` written into `params._meta` (`traceparent`,
-/// `tracestate`); any other body unchanged.
-fn with_meta_context(body: Bytes, cx: &opentelemetry::Context) -> Bytes {
-    let Ok(mut msg) = serde_json::from_slice::<Value>(&body) else {
-        return body;
-    };
-    let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) else {
-        return body;
-    };
-    let meta = params
-        .entry("_meta")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Some(meta) = meta.as_object_mut() else {
-        return body;
-    };
-    telemetry::inject(cx, &mut telemetry::MetaCarrier(meta));
-    serde_json::to_vec(&msg).map(Bytes::from).unwrap_or(body)
-}
-
-/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
-fn trace_id(traceparent: &str) -> Option<String> {
-    let id = traceparent.split('-').nth(1)?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
-}
-
 /// (hour 0-23, weekday 1=Monday..7=Sunday), UTC.
 pub fn hour_weekday(now_ms: u64) -> (u8, u8) {
     let secs = now_ms / 1000;
@@ -355,10 +264,6 @@ pub fn hour_weekday(now_ms: u64) -> (u8, u8) {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-fn decision_label(d: Decision) -> &'static str {
-    d.as_str()
 }
 
 impl Gateway {
@@ -823,7 +728,7 @@ impl Gateway {
             None => "none".to_string(),
         };
         metrics::counter!("agentgate_edge_calls_total",
-            "tenant" => ctx.agent.tenant.clone(), "tool" => tool, "decision" => decision_label(decision))
+            "tenant" => ctx.agent.tenant.clone(), "tool" => tool, "decision" => decision.as_str())
         .increment(1);
         metrics::histogram!("agentgate_edge_decision_seconds").record(
             self.clock
@@ -881,7 +786,7 @@ impl Gateway {
         let upstream_session = ctx.session.as_ref().map(|s| s.upstream.as_str());
         // The upstream continues this span.
         let span = child_span!(
-            ctx,
+            ctx.span,
             "agentgate.catalog",
             otel.kind = "client",
             mcp.method.name = "tools/list"
@@ -985,7 +890,7 @@ impl Gateway {
             );
             return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, None);
         }
-        let decided = child_span!(ctx, "agentgate.decide").in_scope(|| {
+        let decided = child_span!(ctx.span, "agentgate.decide").in_scope(|| {
             decide_call(
                 &ctx.view.state,
                 &self.policies,
@@ -1319,7 +1224,7 @@ impl Gateway {
         body: Bytes,
     ) -> Result<Response<Incoming>, upstream::UpstreamError> {
         let span = child_span!(
-            ctx,
+            ctx.span,
             "agentgate.upstream",
             otel.kind = "client",
             http.request.method = %method,
@@ -1539,15 +1444,5 @@ mod tests {
         assert_eq!(hour_weekday(0), (0, 4)); // Thursday 1970-01-01 00:00
         assert_eq!(hour_weekday(1_763_719_200_000), (10, 5)); // Friday 2025-11-21 10:00 UTC
         assert_eq!(hour_weekday(1_763_856_000_000), (0, 7)); // Sunday 2025-11-23
-    }
-
-    #[test]
-    fn trace_ids_come_from_valid_traceparents_only() {
-        assert_eq!(
-            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        assert_eq!(trace_id("garbage"), None);
-        assert_eq!(trace_id("00-xyz-1-01"), None);
     }
 }

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgate_model::clock::Clock;
-use agentgate_proto::net::{BoxListener, Dialer};
-use agentgate_proto::ops::MetricDoc;
+use agentgate_runtime::clock::Clock;
+use agentgate_runtime::net::{BoxListener, Dialer};
+use agentgate_runtime::ops::MetricDoc;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -127,7 +127,7 @@ pub async fn run(
             &core,
             rpc_timeout,
             &dialer,
-            format!("edge/{edge_id}"),
+            &edge_id,
             config.approval_ttl_ms,
         )?,
         clock: clock.clone(),
@@ -143,7 +143,7 @@ pub async fn run(
         follower: follower.clone(),
         gateway: gateway.clone(),
     });
-    let health = tokio::spawn(agentgate_proto::ops::serve_health(
+    let health = tokio::spawn(agentgate_runtime::ops::serve_health(
         http_listener,
         probe,
         metrics,
@@ -220,7 +220,7 @@ struct EdgeProbe {
     gateway: Arc<Gateway>,
 }
 
-impl agentgate_proto::ops::Probe for EdgeProbe {
+impl agentgate_runtime::ops::Probe for EdgeProbe {
     fn readiness(&self) -> Result<(), String> {
         if self.follower.is_fresh() {
             Ok(())
@@ -338,12 +338,12 @@ pub const METRICS: &[MetricDoc] = &[
 
 /// Installs the process-wide Prometheus recorder and describes the edge's metrics.
 pub fn init_metrics() -> Result<PrometheusHandle, String> {
-    agentgate_proto::ops::install_metrics(
+    agentgate_runtime::ops::install_metrics(
         &[
             0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
             0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
         ],
-        &[METRICS, agentgate_proto::telemetry::METRICS],
+        &[METRICS, agentgate_runtime::telemetry::METRICS],
     )
 }
 

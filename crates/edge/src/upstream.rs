@@ -16,8 +16,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use agentgate_proto::net::Dialer;
-use agentgate_proto::telemetry;
+use agentgate_runtime::net::Dialer;
+use agentgate_runtime::telemetry;
 
 use crate::mcp::{META_VERSION, STATELESS};
 use crate::sse;
@@ -144,12 +144,7 @@ impl Upstreams {
             }
             // The upstream continues the trace of the call that needed the catalog.
             if let Some(cx) = trace {
-                let meta = params
-                    .entry("_meta")
-                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
-                if let Some(meta) = meta.as_object_mut() {
-                    telemetry::inject(cx, &mut telemetry::MetaCarrier(meta));
-                }
+                crate::trace::inject_meta(&mut params, cx);
             }
             let body = json!({"jsonrpc": "2.0", "id": "agentgate-catalog", "method": "tools/list", "params": params});
             let mut req = Request::builder()

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditHead, AuditRecord};
 use crate::entity::{Entity, EntityKey};
 use crate::ids::EdgeId;
+use crate::request::Answered;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "change")]
@@ -23,12 +24,21 @@ pub enum Change {
         edge_id: EdgeId,
         acked_edge_seq: u64,
     },
+    /// A request id's answer remembered (see [`crate::request`]).
+    Answered {
+        id: String,
+        answered: Answered,
+    },
+    /// Request ids forgotten.
+    Forget {
+        ids: Vec<String>,
+    },
 }
 
 impl Change {
-    /// Whether edges need this change (they hold entities, not the audit index).
+    /// Whether edges need this change (they hold entities, not the audit index or request ids).
     pub fn is_for_edges(&self) -> bool {
-        !matches!(self, Change::Audit { .. })
+        matches!(self, Change::Put { .. } | Change::Delete { .. })
     }
 }
 

@@ -18,6 +18,10 @@ pub struct Command {
     /// Who asked (operator name, `edge:<id>`, or `system`).
     pub actor: String,
     pub op: Op,
+    /// The client's id for this write: a command whose id was answered before is not applied
+    /// again and answers as the first did (see [`crate::request`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A change to the replicated state.
@@ -209,4 +213,8 @@ pub struct CommandResult {
     pub revision: u64,
     /// `None` for Raft's own entries (blank, membership).
     pub outcome: Option<Result<Response, ApplyError>>,
+    /// Set when the command's request id had been answered: the revision of that first answer,
+    /// whose outcome `outcome` repeats (nothing was applied again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<u64>,
 }

@@ -14,8 +14,9 @@
 //! - [`guard`]: rollout guards: canary decisions against thresholds (automatic rollback).
 //! - [`digest`]: argument and tool-definition digests (approvals, audit, pins).
 //! - [`audit`]: decision records, the hash chain, and its verification.
-//! - [`query`]: the read requests the admin API answers.
-//! - [`clock`]: the `Clock` the binaries inject (never used by `apply`).
+//! - [`query`]: the read requests the admin API answers, and their pure answers.
+//! - [`request`]: request ids: a retried write applies once and answers as the first did.
+//! - [`sweep`]: which expiry sweeps the leader should propose at a time.
 //!
 //! INVARIANT: this crate does no I/O and reads no clock or randomness: time arrives in
 //! [`command::Command::time_ms`], stamped by the Raft leader, so every replica applies
@@ -26,7 +27,6 @@ pub mod apply;
 pub mod audit;
 pub mod cases;
 pub mod change;
-pub mod clock;
 pub mod command;
 pub mod decide;
 pub mod digest;
@@ -37,7 +37,9 @@ pub mod ids;
 pub mod limits;
 pub mod policy;
 pub mod query;
+pub mod request;
 pub mod state;
+pub mod sweep;
 
 pub use apply::apply;
 pub use change::Change;

@@ -45,3 +45,13 @@ pub const ENTITIES_PER_KIND_MAX: usize = 1_000_000;
 pub const APPROVALS_PER_TENANT_MAX: usize = 100_000;
 /// Default lifetime of a pending approval.
 pub const APPROVAL_TTL_MS_DEFAULT: u64 = 15 * 60 * 1000;
+/// Longest client request id (the id that makes a retried write apply once).
+pub const REQUEST_ID_BYTES_MAX: usize = 128;
+/// How long the state machine remembers a request id's answer, leader time: a client retrying
+/// the same write later than this may apply it again. Far above any client's retry deadline.
+pub const REQUEST_IDS_RETAIN_MS: u64 = 10 * 60 * 1000;
+/// Most request ids remembered at once (the oldest are forgotten first beyond it).
+pub const REQUEST_IDS_MAX: usize = 50_000;
+/// Largest answer kept whole for a request id; a larger one (a policy package) is kept as the
+/// key of the immutable entity it returned and read back on replay.
+pub const REQUEST_ANSWER_BYTES_MAX: usize = 16 * 1024;

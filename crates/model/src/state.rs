@@ -12,6 +12,7 @@ use crate::entity::{
     Upstream,
 };
 use crate::ids::EdgeId;
+use crate::request::Answered;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct State {
@@ -35,6 +36,9 @@ pub struct State {
     pub audit_head: AuditHead,
     /// Highest `edge_seq` appended per edge incarnation (audit idempotency).
     pub audit_acks: BTreeMap<EdgeId, u64>,
+    /// Answers of recent client request ids (retried writes apply once; [`crate::request`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, Answered>,
 }
 
 impl State {
@@ -168,14 +172,23 @@ impl State {
                 self.audit_head = head.clone();
                 self.audit_acks.insert(edge_id.clone(), *acked_edge_seq);
             }
+            Change::Answered { id, answered } => {
+                self.requests.insert(id.clone(), answered.clone());
+            }
+            Change::Forget { ids } => {
+                for id in ids {
+                    self.requests.remove(id);
+                }
+            }
         }
     }
 
-    /// The state edges need: everything but the audit bookkeeping.
+    /// The state edges need: everything but the audit bookkeeping and the request ids.
     pub fn edge_view(&self) -> State {
         State {
             audit_head: AuditHead::default(),
             audit_acks: BTreeMap::new(),
+            requests: BTreeMap::new(),
             ..self.clone()
         }
     }

@@ -25,8 +25,21 @@ fn commands() -> Vec<Command> {
         time_ms,
         actor: "ops".into(),
         op,
+        request_id: None,
     };
-    vec![
+    // Client writes with request ids: the third repeats the first's id (a retry after a lost
+    // reply: answered from the record, applied once), the second is a rejection remembered too.
+    let with_id = |time_ms, id: &str, op| Command {
+        time_ms,
+        actor: "ops".into(),
+        op,
+        request_id: Some(id.into()),
+    };
+    let tenant_b = || Op::CreateTenant {
+        id: "tenant-b".into(),
+        stale_allow_read_only: false,
+    };
+    let mut v = vec![
         c(
             1_700_000_000_000,
             Op::CreateTenant {
@@ -168,7 +181,11 @@ fn commands() -> Vec<Command> {
                 }],
             },
         ),
-    ]
+    ];
+    v.push(with_id(1_700_000_000_020, "cli-7f3a-1", tenant_b()));
+    v.push(with_id(1_700_000_000_021, "cli-7f3a-2", tenant_b()));
+    v.push(with_id(1_700_000_000_022, "cli-7f3a-1", tenant_b()));
+    v
 }
 
 fn check(name: &str, actual: &str) {
@@ -205,6 +222,7 @@ fn log_commands_results_and_deltas_are_stable() {
         let r = CommandResult {
             revision: a.revision,
             outcome: Some(a.result),
+            replay_of: a.replay_of,
         };
         results.push_str(&serde_json::to_string(&r).unwrap());
         results.push('\n');

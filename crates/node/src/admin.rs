@@ -1,22 +1,51 @@
-//! The `Admin` gRPC service (what `agentgate-admin` calls).
+//! The `Admin` gRPC service (what `agentgate-admin` calls): decodes each request, calls the
+//! [`App`], and answers through the one mapping of [`crate::error::NodeError`] to a status.
 
 use std::sync::Arc;
 
+use agentgate_client::is_forwarded;
 use agentgate_model::query::Query;
-use agentgate_proto::json;
 use agentgate_proto::pb::admin_server::Admin;
 use agentgate_proto::pb::{
     AddNodeRequest, ClusterStatus, InitClusterRequest, ProposeReply, ProposeRequest, QueryReply,
     QueryRequest, ReadIndexReply, ReadIndexRequest, RemoveNodeRequest, StatusRequest,
     ValidatePolicyReply, ValidatePolicyRequest,
 };
+use agentgate_runtime::telemetry::{self, TARGET};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::app::App;
+use crate::app::{App, Proposal};
+use crate::error::{decode, encode};
 
 pub struct AdminRpc {
     pub app: Arc<App>,
+}
+
+/// The span of an admin operation arriving over gRPC, parented on the caller's W3C context
+/// (`traceparent` metadata) when there is one; disabled unless traces are exported.
+pub fn admin_span<T>(req: &Request<T>, rpc: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: TARGET,
+        "agentgate.admin",
+        otel.kind = "server",
+        rpc.method = rpc,
+        agentgate.op = Empty,
+        agentgate.actor = Empty,
+        agentgate.forwarded = is_forwarded(req),
+        raft.log_index = Empty,
+        agentgate.revision = Empty,
+    );
+    if !span.is_disabled() {
+        let headers = req.metadata().clone().into_headers();
+        let cx = telemetry::extract(&telemetry::HeaderReader(&headers));
+        if telemetry::has_span(&cx) {
+            let _ = span.set_parent(cx);
+        }
+    }
+    span
 }
 
 #[tonic::async_trait]
@@ -26,22 +55,24 @@ impl Admin for AdminRpc {
         req: Request<ProposeRequest>,
     ) -> Result<Response<ProposeReply>, Status> {
         let _t = self.app.time_rpc("admin_propose");
-        let span = crate::app::admin_span(&req, "Propose");
-        self.app
-            .propose(req)
-            .instrument(span)
-            .await
-            .map(Response::new)
+        let span = admin_span(&req, "Propose");
+        let proposal = Proposal {
+            forwarded: is_forwarded(&req),
+            request: req.into_inner(),
+        };
+        Ok(Response::new(
+            self.app.propose(proposal).instrument(span).await?,
+        ))
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
         let _t = self.app.time_rpc("admin_query");
-        let q: Query = json::decode("query_json", &req.into_inner().query_json)?;
+        let q: Query = decode("query_json", &req.into_inner().query_json)?;
         let revision = self.app.read_barrier().await?;
-        let result = self.app.query(q)?;
+        let result = self.app.query(&q)?;
         Ok(Response::new(QueryReply {
             revision,
-            result_json: json::encode(&result)?,
+            result_json: encode(&result)?,
         }))
     }
 
@@ -72,24 +103,29 @@ impl Admin for AdminRpc {
         &self,
         req: Request<InitClusterRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        self.app
-            .init_cluster(req.into_inner().members)
-            .await
-            .map(Response::new)
+        Ok(Response::new(
+            self.app.init_cluster(req.into_inner().members).await?,
+        ))
     }
 
     async fn add_node(
         &self,
         req: Request<AddNodeRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        self.app.add_node(req).await.map(Response::new)
+        let forwarded = is_forwarded(&req);
+        Ok(Response::new(
+            self.app.add_node(req.into_inner(), forwarded).await?,
+        ))
     }
 
     async fn remove_node(
         &self,
         req: Request<RemoveNodeRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        self.app.remove_node(req).await.map(Response::new)
+        let forwarded = is_forwarded(&req);
+        Ok(Response::new(
+            self.app.remove_node(req.into_inner(), forwarded).await?,
+        ))
     }
 
     async fn status(

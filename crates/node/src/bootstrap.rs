@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgate_proto::pb::{AddNodeRequest, ClusterStatus, NodeAddr, StatusRequest};
+use agentgate_proto::pb::{AddNodeRequest, ClusterStatus, NodeAddr};
 use openraft::BasicNode;
 
 use crate::app::App;
@@ -85,12 +85,9 @@ pub async fn run(app: Arc<App>, initial: BTreeMap<u64, String>, advertise: Strin
             if *id == app.id {
                 continue;
             }
-            let Ok(mut c) = app.peer_client(addr.clone()) else {
-                continue;
-            };
-            match c.status(StatusRequest {}).await {
-                Ok(s) => peers.push((addr.clone(), s.into_inner())),
-                Err(e) => tracing::debug!(peer = %addr, error = %e.message(), "peer not answering"),
+            match app.peers.status(addr).await {
+                Ok(s) => peers.push((addr.clone(), s)),
+                Err(e) => tracing::debug!(peer = %addr, error = %e, "peer not answering"),
             }
         }
         match next_step(app.id, &initial, &peers) {
@@ -102,14 +99,9 @@ pub async fn run(app: Arc<App>, initial: BTreeMap<u64, String>, advertise: Strin
                     }),
                     as_voter: true,
                 };
-                match app.peer_client(via.clone()) {
-                    Ok(mut c) => match c.add_node(req).await {
-                        Ok(_) => tracing::info!(via = %via, "joined the cluster as a voter"),
-                        Err(e) => {
-                            tracing::warn!(via = %via, error = %e.message(), "joining failed; retrying")
-                        }
-                    },
-                    Err(e) => tracing::warn!(via = %via, error = %e.message(), "no client"),
+                match app.peers.add_node(&via, req).await {
+                    Ok(_) => tracing::info!(via = %via, "joined the cluster as a voter"),
+                    Err(e) => tracing::warn!(via = %via, error = %e, "joining failed; retrying"),
                 }
             }
             Step::Initialize => {

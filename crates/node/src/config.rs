@@ -89,7 +89,7 @@ pub struct Config {
     pub log_format: String,
 
     #[command(flatten)]
-    pub traces: agentgate_proto::telemetry::TraceArgs,
+    pub traces: agentgate_runtime::telemetry::TraceArgs,
 }
 
 fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, String> {

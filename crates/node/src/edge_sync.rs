@@ -11,7 +11,6 @@ use agentgate_model::limits::{
     AUDIT_BATCH_RECORDS_MAX, RAFT_ENTRY_BYTES_MAX, WATCH_BUFFER_EVENTS_MAX,
 };
 use agentgate_model::{State, ids::validate_name};
-use agentgate_proto::json;
 use agentgate_proto::pb::edge_sync_server::EdgeSync;
 use agentgate_proto::pb::{
     AppendAuditReply, AppendAuditRequest, ConfirmReply, ConfirmRequest, StateDelta, StateSnapshot,
@@ -24,27 +23,28 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
+use crate::error::{NodeError, decode, encode};
 
 pub struct EdgeSyncRpc {
     pub app: Arc<App>,
 }
 
-fn snapshot_event(state: &State) -> Result<WatchEvent, Status> {
+fn snapshot_event(state: &State) -> Result<WatchEvent, NodeError> {
     Ok(WatchEvent {
         event: Some(watch_event::Event::Snapshot(StateSnapshot {
             revision: state.revision,
-            state_json: json::encode(state)?,
+            state_json: encode(state)?,
         })),
     })
 }
 
-fn delta_event(d: &Delta) -> Result<WatchEvent, Status> {
+fn delta_event(d: &Delta) -> Result<WatchEvent, NodeError> {
     Ok(WatchEvent {
         event: Some(watch_event::Event::Delta(StateDelta {
             prev_revision: d.prev_revision,
             revision: d.revision,
             time_ms: d.time_ms,
-            changes_json: json::encode(&d.changes)?,
+            changes_json: encode(&d.changes)?,
         })),
     })
 }
@@ -63,7 +63,11 @@ async fn pump(
     let mut sent = match start {
         WatchStart::Snapshot(state) => {
             let rev = state.revision;
-            if tx.send(snapshot_event(&state)).await.is_err() {
+            if tx
+                .send(snapshot_event(&state).map_err(Status::from))
+                .await
+                .is_err()
+            {
                 return;
             }
             rev
@@ -73,7 +77,11 @@ async fn pump(
             let mut rev = from.unwrap_or(0);
             for d in deltas {
                 rev = d.revision;
-                if tx.send(delta_event(&d)).await.is_err() {
+                if tx
+                    .send(delta_event(&d).map_err(Status::from))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -96,17 +104,17 @@ async fn pump(
                     sent = state.revision;
                     snapshot_event(&state)
                 }
-                Err(e) => Err(Status::internal(e.to_string())),
+                Err(e) => Err(NodeError::storage(e)),
             },
-            Err(broadcast::error::RecvError::Lagged(n)) => Err(Status::aborted(format!(
+            Err(broadcast::error::RecvError::Lagged(n)) => Err(NodeError::Aborted(format!(
                 "watcher fell {n} events behind; reconnect with from_revision {sent}"
             ))),
             Err(broadcast::error::RecvError::Closed) => {
-                Err(Status::unavailable("node shutting down"))
+                Err(NodeError::Unavailable("node shutting down".into()))
             }
         };
         let stop = out.is_err();
-        if tx.send(out).await.is_err() || stop {
+        if tx.send(out.map_err(Status::from)).await.is_err() || stop {
             return;
         }
     }
@@ -121,8 +129,7 @@ impl EdgeSync for EdgeSyncRpc {
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let r = req.into_inner();
-        validate_name("edge id", &r.edge_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        validate_name("edge id", &r.edge_id).map_err(NodeError::from)?;
         if let Some(from) = r.from_revision {
             // A watcher ahead of this node (it was fed by another) waits for it to catch up,
             // so it never moves backwards.
@@ -130,16 +137,17 @@ impl EdgeSync for EdgeSyncRpc {
             let caught_up =
                 tokio::time::timeout(self.app.rpc_timeout, rev.wait_for(|r| *r >= from)).await;
             if !matches!(caught_up, Ok(Ok(_))) {
-                return Err(Status::unavailable(format!(
+                return Err(NodeError::Unavailable(format!(
                     "this node is behind revision {from}; try another node"
-                )));
+                ))
+                .into());
             }
         }
         let (start, rx) = self
             .app
             .reader
             .subscribe(r.from_revision)
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(NodeError::storage)?;
         let (tx, out) = mpsc::channel(WATCH_BUFFER_EVENTS_MAX);
         metrics::gauge!("agentgate_node_watchers").increment(1.0);
         let app = self.app.clone();
@@ -163,7 +171,7 @@ impl EdgeSync for EdgeSyncRpc {
             .app
             .reader
             .edge_revision()
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(NodeError::storage)?;
         let m = self.app.raft.metrics().borrow().clone();
         Ok(Response::new(ConfirmReply {
             request_id,
@@ -179,20 +187,21 @@ impl EdgeSync for EdgeSyncRpc {
     ) -> Result<Response<AppendAuditReply>, Status> {
         let _t = self.app.time_rpc("edge_append_audit");
         let r = req.into_inner();
-        validate_name("edge id", &r.edge_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        validate_name("edge id", &r.edge_id).map_err(NodeError::from)?;
         if r.records_json.len() > RAFT_ENTRY_BYTES_MAX {
-            return Err(Status::invalid_argument(format!(
+            return Err(NodeError::Invalid(format!(
                 "audit batch is {} bytes; the limit is {RAFT_ENTRY_BYTES_MAX} (raft_entry_bytes_max)",
                 r.records_json.len()
-            )));
+            ))
+            .into());
         }
-        let records: Vec<AuditEntry> = json::decode("records_json", &r.records_json)?;
+        let records: Vec<AuditEntry> = decode("records_json", &r.records_json)?;
         if records.len() > AUDIT_BATCH_RECORDS_MAX {
-            return Err(Status::invalid_argument(format!(
+            return Err(NodeError::Invalid(format!(
                 "audit batch has {} records; the limit is {AUDIT_BATCH_RECORDS_MAX} (audit_batch_records_max)",
                 records.len()
-            )));
+            ))
+            .into());
         }
         let n = records.len() as f64;
         let backlog = metrics::gauge!("agentgate_node_audit_backlog_records");
@@ -204,11 +213,11 @@ impl EdgeSync for EdgeSyncRpc {
         let reply = self.app.propose_op(op, format!("edge:{}", r.edge_id)).await;
         backlog.decrement(n);
         let reply = reply?;
-        let resp: OpResponse = json::decode("response_json", &reply.response_json)?;
+        let resp: OpResponse = decode("response_json", &reply.response_json)?;
         let OpResponse::Audit(a) = resp else {
-            return Err(Status::internal(
-                "audit append answered with another response",
-            ));
+            return Err(
+                NodeError::Internal("audit append answered with another response".into()).into(),
+            );
         };
         metrics::counter!("agentgate_node_audit_records_total").increment(a.appended);
         Ok(Response::new(AppendAuditReply {

@@ -1,7 +1,7 @@
-//! `/livez`, `/readyz` and `/metrics`: served by `agentgate_proto::ops`, ready as
+//! `/livez`, `/readyz` and `/metrics`: served by `agentgate_runtime::ops`, ready as
 //! [`App::readiness`] says.
 
-use agentgate_proto::ops::Probe;
+use agentgate_runtime::ops::Probe;
 
 use crate::app::App;
 

@@ -1,7 +1,9 @@
 //! `agentgate-node`: one member of AgentGate's core cluster.
 //!
 //! - [`config`]: static configuration (flags / `AGENTGATE_*`).
-//! - [`app`]: proposals, linearizable reads, membership, queries.
+//! - [`app`]: proposals, linearizable reads, queries; [`membership`]: cluster membership;
+//!   [`guards`]: the rollout guards' audit scans.
+//! - [`error`]: the node's one error type and its one mapping to gRPC statuses.
 //! - [`bootstrap`]: initializing or joining the cluster from an empty data directory.
 //! - [`network`] / [`raft_service`]: openraft's transport over tonic, client and server.
 //! - [`admin`] / [`edge_sync`]: the operator and edge gRPC services.
@@ -14,27 +16,27 @@
 //! read index, applied locally) before they answer.
 #![forbid(unsafe_code)]
 
-pub use agentgate_model::clock;
-
 pub mod admin;
 pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod edge_sync;
+pub mod error;
+pub mod guards;
 pub mod http;
+pub mod membership;
 pub mod network;
 pub mod raft_service;
-pub mod status;
 pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentgate_model::limits::GRPC_MESSAGE_BYTES_MAX;
-use agentgate_proto::net::BoxListener;
 use agentgate_proto::pb::admin_server::AdminServer;
 use agentgate_proto::pb::edge_sync_server::EdgeSyncServer;
 use agentgate_proto::pb::raft_service_server::RaftServiceServer;
+use agentgate_runtime::net::BoxListener;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -122,7 +124,7 @@ pub async fn run(
         _ => None,
     };
 
-    let http_task = tokio::spawn(agentgate_proto::ops::serve_health(
+    let http_task = tokio::spawn(agentgate_runtime::ops::serve_health(
         http_listener,
         app.clone(),
         Some(metrics),
@@ -163,10 +165,11 @@ pub async fn run(
     let (client_router, peer_task) = match peer {
         Some(peer) => {
             let router = builder().add_service(raft_svc()).add_service(admin_svc());
-            let task = tokio::spawn(
-                router
-                    .serve_with_incoming_shutdown(agentgate_proto::net::incoming(peer), stopped()),
-            );
+            let task =
+                tokio::spawn(router.serve_with_incoming_shutdown(
+                    agentgate_runtime::net::incoming(peer),
+                    stopped(),
+                ));
             (client_router, Some(task))
         }
         None => (client_router.add_service(raft_svc()), None),
@@ -179,7 +182,7 @@ pub async fn run(
     };
     on_ready(&running);
     tracing::info!(id = config.id, %grpc_addr, %http_addr, region = %config.region, "node started");
-    let incoming = agentgate_proto::net::incoming(grpc);
+    let incoming = agentgate_runtime::net::incoming(grpc);
     let served = client_router
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
@@ -222,7 +225,7 @@ async fn sweep(app: Arc<App>) {
             due.extend(rollbacks);
         }
         for op in due {
-            if let Err(e) = app.propose_local(op, "system".into()).await {
+            if let Err(e) = app.propose_local(op, "system".into(), None).await {
                 tracing::warn!(error = %e, "sweep failed");
             }
         }

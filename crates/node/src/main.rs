@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use agentgate_node::Listeners;
 use agentgate_node::app::Env;
-use agentgate_node::clock::SystemClock;
 use agentgate_node::config::Config;
+use agentgate_runtime::clock::SystemClock;
 use clap::Parser;
 use rand::SeedableRng;
 
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let _telemetry = agentgate_proto::telemetry::init(
+    let _telemetry = agentgate_runtime::telemetry::init(
         &config.log_format,
         agentgate_node::telemetry::LOG_FILTER,
         &config.traces.settings("agentgate-node"),
@@ -50,17 +50,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     let metrics = agentgate_node::telemetry::init_metrics().map_err(anyhow::Error::msg)?;
     let listeners = Listeners {
-        grpc: agentgate_proto::net::bind(config.listen).await?,
+        grpc: agentgate_runtime::net::bind(config.listen).await?,
         peer: match config.peer_listen {
-            Some(addr) => Some(agentgate_proto::net::bind(addr).await?),
+            Some(addr) => Some(agentgate_runtime::net::bind(addr).await?),
             None => None,
         },
-        http: agentgate_proto::net::bind(config.http_listen).await?,
+        http: agentgate_runtime::net::bind(config.http_listen).await?,
     };
     let env = Env {
         clock: Arc::new(SystemClock),
         rng: Box::new(rand::rngs::StdRng::from_os_rng()),
-        dialer: agentgate_proto::net::Dialer::tcp(),
+        dialer: agentgate_runtime::net::Dialer::tcp(),
     };
     let id = config.id;
     agentgate_node::run(

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agentgate_proto::json;
-use agentgate_proto::net::Dialer;
 use agentgate_proto::pb::RaftPayload;
 use agentgate_proto::pb::raft_service_client::RaftServiceClient;
 use agentgate_raft_store::{Entry, LogId, Node, NodeId, TypeConfig};
+use agentgate_runtime::net::Dialer;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -23,7 +23,7 @@ use tonic::transport::Channel;
 
 use agentgate_model::limits::{GRPC_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_BYTES_MAX};
 
-pub use agentgate_proto::channel::lazy as channel;
+pub use agentgate_runtime::channel::lazy as channel;
 
 /// How many leading entries fit `budget` bytes (serialized), but at least one.
 fn payload_prefix<T: Serialize>(entries: &[T], budget: usize) -> usize {
@@ -380,6 +380,7 @@ mod tests {
                 op: agentgate_model::Op::ReleaseSwitch {
                     scope: agentgate_model::entity::Scope::Global,
                 },
+                request_id: None,
             }),
         }
     }
@@ -508,8 +509,8 @@ mod tests {
 
     /// A `Conn` to `follower` over in-memory connections (no sockets, no ports).
     async fn conn_to(follower: SlowFollower) -> Conn {
-        use agentgate_proto::net;
         use agentgate_proto::pb::raft_service_server::RaftServiceServer;
+        use agentgate_runtime::net;
         use tokio_stream::StreamExt;
         let (tx, rx) = tokio::sync::mpsc::channel::<net::Conn>(4);
         tokio::spawn(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgate_proto::ops::MetricDoc;
+use agentgate_runtime::ops::MetricDoc;
 use metrics::Unit;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -92,12 +92,12 @@ pub const METRICS: &[MetricDoc] = &[
 
 /// Installs the process-wide Prometheus recorder and describes every metric.
 pub fn init_metrics() -> Result<PrometheusHandle, String> {
-    agentgate_proto::ops::install_metrics(
+    agentgate_runtime::ops::install_metrics(
         &[
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5, 5.0,
         ],
-        &[METRICS, agentgate_proto::telemetry::METRICS],
+        &[METRICS, agentgate_runtime::telemetry::METRICS],
     )
 }
 

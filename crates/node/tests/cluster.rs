@@ -48,8 +48,9 @@ async fn writes_replicate_survive_leader_kill_and_restart_catches_up() {
         )
         .await
         .unwrap();
+    let api_key = created.api_key.clone().expect("the key, shown once");
     assert!(
-        created.api_key.starts_with("agk_"),
+        api_key.starts_with("agk_"),
         "the key is returned once, at creation"
     );
 
@@ -65,12 +66,8 @@ async fn writes_replicate_survive_leader_kill_and_restart_catches_up() {
     let Entity::Agent(a) = &agents[0] else {
         panic!()
     };
-    assert_ne!(a.key_hash, created.api_key);
-    assert!(
-        !serde_json::to_string(&agents)
-            .unwrap()
-            .contains(&created.api_key)
-    );
+    assert_ne!(a.key_hash, api_key);
+    assert!(!serde_json::to_string(&agents).unwrap().contains(&api_key));
 
     // SIGKILL the leader: a new one is elected, every acknowledged write is still there.
     c.kill(leader);
@@ -484,6 +481,7 @@ async fn bad_input_is_rejected_with_clear_errors_and_changes_nothing() {
         .propose(agentgate_proto::pb::ProposeRequest {
             op_json: b"{not json".to_vec(),
             actor: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -493,6 +491,7 @@ async fn bad_input_is_rejected_with_clear_errors_and_changes_nothing() {
         .propose(agentgate_proto::pb::ProposeRequest {
             op_json: huge,
             actor: String::new(),
+            request_id: String::new(),
         })
         .await
         .unwrap_err();

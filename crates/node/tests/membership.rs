@@ -168,8 +168,8 @@ fn validate_only_checks_static_configuration() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_leader_sweeps_expired_switches_and_approvals() {
-    use agentgate_model::clock::{Clock, SystemClock};
     use agentgate_model::entity::{ApprovalState, Entity, Scope};
+    use agentgate_runtime::clock::{Clock, SystemClock};
     use std::collections::BTreeMap;
 
     let c = Cluster::start_initialized(3, &[]).await;

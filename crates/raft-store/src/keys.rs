@@ -17,6 +17,8 @@ pub const CF_AUDIT: &str = "audit";
 pub const CF_AUDIT_INDEX: &str = "audit_index";
 /// The last built or installed snapshot: `META_SNAPSHOT` → snapshot meta + data.
 pub const CF_SNAPSHOT: &str = "snapshot";
+/// Answers of recent client request ids: `request id` → answer JSON.
+pub const CF_REQUESTS: &str = "requests";
 
 pub const META_VOTE: &[u8] = b"vote";
 pub const META_COMMITTED: &[u8] = b"committed";
@@ -34,17 +36,28 @@ pub fn entity_cf(kind: Kind) -> String {
 
 /// All column families the store opens.
 pub fn all_cfs() -> Vec<String> {
-    let mut v: Vec<String> = [CF_LOGS, CF_META, CF_AUDIT, CF_AUDIT_INDEX, CF_SNAPSHOT]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut v: Vec<String> = [
+        CF_LOGS,
+        CF_META,
+        CF_AUDIT,
+        CF_AUDIT_INDEX,
+        CF_SNAPSHOT,
+        CF_REQUESTS,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     v.extend(Kind::ALL.iter().map(|k| entity_cf(*k)));
     v
 }
 
 /// The column families that hold state-machine data (cleared on snapshot install).
 pub fn state_cfs() -> Vec<String> {
-    let mut v = vec![CF_AUDIT.to_string(), CF_AUDIT_INDEX.to_string()];
+    let mut v = vec![
+        CF_AUDIT.to_string(),
+        CF_AUDIT_INDEX.to_string(),
+        CF_REQUESTS.to_string(),
+    ];
     v.extend(Kind::ALL.iter().map(|k| entity_cf(*k)));
     v
 }

@@ -93,6 +93,16 @@ fn write_change(db: &DB, batch: &mut WriteBatch, change: &Change) -> Result<(), 
                 write_audit_record(db, batch, r)?;
             }
         }
+        Change::Answered { id, answered } => {
+            let bytes = serde_json::to_vec(answered).map_err(werr)?;
+            batch.put_cf(cf(db, CF_REQUESTS)?, id.as_bytes(), bytes);
+        }
+        Change::Forget { ids } => {
+            let c = cf(db, CF_REQUESTS)?;
+            for id in ids {
+                batch.delete_cf(c, id.as_bytes());
+            }
+        }
     }
     Ok(())
 }
@@ -175,6 +185,13 @@ impl StateMachineStore {
                 let entity: Entity = serde_json::from_slice(&v).map_err(rerr)?;
                 state.put(entity);
             }
+        }
+        for item in db.iterator_cf(cf(&db, CF_REQUESTS)?, IteratorMode::Start) {
+            let (k, v) = item.map_err(rerr)?;
+            let id = String::from_utf8(k.to_vec()).map_err(rerr)?;
+            state
+                .requests
+                .insert(id, serde_json::from_slice(&v).map_err(rerr)?);
         }
         let revision = state.revision;
         let snapshot_bytes = db
@@ -358,6 +375,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     results.push(CommandResult {
                         revision: inner.state.revision,
                         outcome: None,
+                        replay_of: None,
                     });
                 }
                 EntryPayload::Membership(m) => {
@@ -365,6 +383,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     results.push(CommandResult {
                         revision: inner.state.revision,
                         outcome: None,
+                        replay_of: None,
                     });
                 }
                 EntryPayload::Normal(cmd) => {
@@ -390,6 +409,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     results.push(CommandResult {
                         revision: applied.revision,
                         outcome: Some(applied.result),
+                        replay_of: applied.replay_of,
                     });
                 }
             }
@@ -435,6 +455,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         for entity in header.state.entities() {
             write_change(&db, &mut batch, &Change::Put { entity })?;
+        }
+        for (id, answered) in &header.state.requests {
+            let change = Change::Answered {
+                id: id.clone(),
+                answered: answered.clone(),
+            };
+            write_change(&db, &mut batch, &change)?;
         }
         for r in records {
             let r = r.map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;

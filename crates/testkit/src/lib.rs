@@ -26,10 +26,7 @@ use agentgate_model::Op;
 use agentgate_model::entity::{Entity, Kind, Scope};
 use agentgate_model::query::{Query, QueryResult};
 use agentgate_proto::pb::admin_client::AdminClient;
-use agentgate_proto::pb::{
-    ClusterStatus, InitClusterRequest, NodeAddr, ProposeReply, ProposeRequest, QueryRequest,
-    StatusRequest,
-};
+use agentgate_proto::pb::{ClusterStatus, InitClusterRequest, NodeAddr, StatusRequest};
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
@@ -130,6 +127,8 @@ impl NodeProc {
 pub struct Cluster {
     _dir: TempDir,
     pub nodes: Vec<NodeProc>,
+    /// Request ids of the writes this harness proposes (unique per cluster: its data dir).
+    ids: std::sync::Arc<agentgate_client::RequestIds>,
 }
 
 fn spawn(id: u64, listen: &str, data_dir: &PathBuf, extra: &[String]) -> (Child, String, String) {
@@ -181,7 +180,15 @@ impl Cluster {
                 }
             })
             .collect();
-        Cluster { _dir: dir, nodes }
+        let ids = std::sync::Arc::new(agentgate_client::RequestIds::with_prefix(format!(
+            "test-{}",
+            dir.path().display()
+        )));
+        Cluster {
+            _dir: dir,
+            nodes,
+            ids,
+        }
     }
 
     /// Starts `n` nodes and initializes them as one cluster through node 1.
@@ -305,37 +312,30 @@ impl Cluster {
         n.http = http;
     }
 
+    /// The typed admin client for node `via` alone, retrying (by the client's rule, one
+    /// request id per write) while leadership settles.
+    pub fn core(&self, via: u64) -> agentgate_client::Client {
+        let config = agentgate_client::ClientConfig {
+            rpc_timeout: Duration::from_secs(5),
+            dialer: agentgate_runtime::net::Dialer::tcp(),
+            actor: "test".into(),
+            retry: agentgate_client::Retry::within(DEADLINE),
+        };
+        agentgate_client::Client::new(&[self.node(via).grpc.clone()], self.ids.clone(), config)
+            .expect("a client for a running node")
+    }
+
     /// Proposes an op through node `via`, retrying while leadership settles.
-    pub async fn propose(&self, via: u64, op: &Op) -> Result<ProposeReply, tonic::Status> {
-        let op_json = serde_json::to_vec(op).unwrap();
-        retrying(|| async {
-            let req = ProposeRequest {
-                op_json: op_json.clone(),
-                actor: "test".into(),
-            };
-            self.client(via)
-                .await
-                .propose(req)
-                .await
-                .map(|r| r.into_inner())
-        })
-        .await
+    pub async fn propose(
+        &self,
+        via: u64,
+        op: &Op,
+    ) -> Result<agentgate_client::Proposed, tonic::Status> {
+        self.core(via).propose(op).await.map_err(|e| e.to_status())
     }
 
     pub async fn query(&self, via: u64, q: &Query) -> Result<(u64, QueryResult), tonic::Status> {
-        let query_json = serde_json::to_vec(q).unwrap();
-        let r = retrying(|| async {
-            let req = QueryRequest {
-                query_json: query_json.clone(),
-            };
-            self.client(via)
-                .await
-                .query(req)
-                .await
-                .map(|r| r.into_inner())
-        })
-        .await?;
-        Ok((r.revision, serde_json::from_slice(&r.result_json).unwrap()))
+        self.core(via).query(q).await.map_err(|e| e.to_status())
     }
 }
 

@@ -255,7 +255,7 @@ pub async fn tenant(
         )
         .await
         .unwrap();
-    let key = reply.api_key;
+    let key = reply.api_key.expect("a new agent's key");
     c.propose(
         1,
         &Op::AddUpstream {

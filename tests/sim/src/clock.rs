@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use agentgate_model::clock::Clock;
+use agentgate_runtime::clock::Clock;
 
 /// Wall-clock time at the start of every simulation (2026-01-01T00:00:00Z).
 pub const EPOCH_MS: u64 = 1_767_225_600_000;

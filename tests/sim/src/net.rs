@@ -1,9 +1,9 @@
-//! AgentGate's transport seam ([`agentgate_proto::net`]) on turmoil's simulated network: the
+//! AgentGate's transport seam ([`agentgate_runtime::net`]) on turmoil's simulated network: the
 //! nodes' and edges' own code dials and accepts here exactly as it does on TCP.
 
 use std::net::SocketAddr;
 
-use agentgate_proto::net::{AcceptFuture, BoxListener, Conn, Dialer, Listener};
+use agentgate_runtime::net::{AcceptFuture, BoxListener, Conn, Dialer, Listener};
 
 struct SimListener(turmoil::net::TcpListener);
 

@@ -5,13 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use agentgate_client::{Client as CoreClient, ClientConfig, RequestIds, Retry};
 use agentgate_edge::session::SessionKeys;
 use agentgate_model::audit::{AuditHead, AuditRecord};
 use agentgate_model::command::Op;
 use agentgate_model::entity::{Entity, Kind, PolicyPackage, RolloutGuard, Scope, Transport};
 use agentgate_model::query::{AuditFilter, Query, QueryResult};
-use agentgate_proto::pb::admin_client::AdminClient;
-use agentgate_proto::pb::{ProposeRequest, QueryRequest};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -19,7 +18,6 @@ use hyper_util::rt::TokioExecutor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::clock::sim_ms;
 use crate::history::{AdminKind, AdminOp, AdminResult, Call, History, Outcome};
@@ -32,11 +30,18 @@ const PERMIT_ALL: &str = r#"@id("list") permit (principal, action == Action::"li
 @id("call") permit (principal, action == Action::"call_tool", resource);"#;
 const NO_UPDATES: &str = r#"@id("no-updates") forbid (principal, action == Action::"call_tool", resource) when { resource.name == "update" };"#;
 
-/// An admin client for `addr` over the simulated network.
-pub fn admin(addr: &str) -> Result<AdminClient<Channel>, String> {
-    let channel =
-        agentgate_proto::channel::lazy(addr, Duration::from_millis(1_500), &net::dialer())?;
-    Ok(AdminClient::new(channel))
+/// The typed admin client for the node at `addr` alone, over the simulated network: each write
+/// under its own request id, retried by the client's rule for up to two seconds (a retry after a
+/// lost reply answers as the first attempt did).
+pub fn admin(addr: &str, actor: &str) -> Result<CoreClient, String> {
+    let config = ClientConfig {
+        rpc_timeout: Duration::from_millis(1_500),
+        dialer: net::dialer(),
+        actor: actor.into(),
+        retry: Retry::within(Duration::from_secs(2)),
+    };
+    let ids = Arc::new(RequestIds::with_prefix(format!("sim-{actor}-{addr}")));
+    CoreClient::new(&[addr.to_string()], ids, config).map_err(|e| e.to_string())
 }
 
 fn classify(status: &tonic::Status) -> AdminResult {
@@ -49,26 +54,14 @@ fn classify(status: &tonic::Status) -> AdminResult {
     }
 }
 
-pub async fn propose(
-    c: &mut AdminClient<Channel>,
-    op: &Op,
-    actor: &str,
-) -> Result<(u64, String), tonic::Status> {
-    let op_json = serde_json::to_vec(op).map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let r = c
-        .propose(ProposeRequest {
-            op_json,
-            actor: actor.into(),
-        })
-        .await?
-        .into_inner();
-    Ok((r.revision, r.api_key))
+/// Proposes `op`: (revision, the agent key when it created one).
+pub async fn propose(c: &CoreClient, op: &Op) -> Result<(u64, String), tonic::Status> {
+    let p = c.propose(op).await.map_err(|e| e.to_status())?;
+    Ok((p.revision, p.api_key.unwrap_or_default()))
 }
 
-pub async fn query(c: &mut AdminClient<Channel>, q: &Query) -> Result<QueryResult, tonic::Status> {
-    let query_json = serde_json::to_vec(q).map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let r = c.query(QueryRequest { query_json }).await?.into_inner();
-    serde_json::from_slice(&r.result_json).map_err(|e| tonic::Status::internal(e.to_string()))
+pub async fn query(c: &CoreClient, q: &Query) -> Result<QueryResult, tonic::Status> {
+    Ok(c.query(q).await.map_err(|e| e.to_status())?.1)
 }
 
 pub fn package(version: &str, strict: bool) -> PolicyPackage {
@@ -92,13 +85,9 @@ pub fn package(version: &str, strict: bool) -> PolicyPackage {
 }
 
 /// Proposes `op` until the cluster answers (setup runs before the chaos phase).
-async fn until_done(
-    c: &mut AdminClient<Channel>,
-    op: &Op,
-    history: &History,
-) -> Result<String, String> {
+async fn until_done(c: &CoreClient, op: &Op, history: &History) -> Result<String, String> {
     for attempt in 0..60 {
-        match propose(c, op, "setup").await {
+        match propose(c, op).await {
             Ok((_, key)) => return Ok(key),
             Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(String::new()),
             Err(s) => {
@@ -120,10 +109,10 @@ pub async fn setup(
     history: History,
     key: Arc<Mutex<Option<String>>>,
 ) -> turmoil::Result {
-    let mut c = admin(&topo.core_endpoints()[0])?;
+    let c = &admin(&topo.core_endpoints()[0], "setup")?;
     let h = &history;
     until_done(
-        &mut c,
+        c,
         &Op::CreateTenant {
             id: TENANT.into(),
             stale_allow_read_only: false,
@@ -142,7 +131,7 @@ pub async fn setup(
             labels: Default::default(),
             key_hash: String::new(),
         };
-        if let Ok((_, k)) = propose(&mut c, &op, "setup").await {
+        if let Ok((_, k)) = propose(c, &op).await {
             api_key = k;
             break;
         }
@@ -152,7 +141,7 @@ pub async fn setup(
         return Err("no agent could be created".into());
     }
     until_done(
-        &mut c,
+        c,
         &Op::AddUpstream {
             tenant: TENANT.into(),
             name: SERVER.into(),
@@ -165,7 +154,7 @@ pub async fn setup(
     )
     .await?;
     until_done(
-        &mut c,
+        c,
         &Op::PushPolicy {
             package: package("v1", false),
         },
@@ -173,7 +162,7 @@ pub async fn setup(
     )
     .await?;
     until_done(
-        &mut c,
+        c,
         &Op::ActivatePolicy {
             tenant: TENANT.into(),
             version: "v1".into(),
@@ -249,7 +238,7 @@ pub async fn operator(
     let endpoints = topo.core_endpoints();
     let mut clients = Vec::new();
     for e in &endpoints {
-        clients.push(admin(e)?);
+        clients.push(admin(e, &format!("operator-{index}"))?);
     }
     let mut thread = (index as u64) << 32;
     let mut pushed: Vec<String> = Vec::new();
@@ -288,7 +277,7 @@ pub async fn operator(
             _ => AdminKind::Promote,
         };
         let i = rng.random_range(0..clients.len());
-        let c = &mut clients[i];
+        let c = &clients[i];
         let invoked_ms = sim_ms();
         let invoked_seq = history.next_seq();
         let result = match op(&kind, &mut rng) {
@@ -303,7 +292,7 @@ pub async fn operator(
                     Err(s) => AdminResult::Unknown(format!("{:?}: {}", s.code(), s.message())),
                 }
             }
-            Some(op) => match propose(c, &op, &format!("operator-{index}")).await {
+            Some(op) => match propose(c, &op).await {
                 Ok(_) => AdminResult::Ok(None),
                 Err(s) => classify(&s),
             },
@@ -354,7 +343,7 @@ fn outcome(status: u16, body: &[u8]) -> Outcome {
     }
 }
 
-type HttpClient = Client<agentgate_proto::net::Dialer, Full<Bytes>>;
+type HttpClient = Client<agentgate_runtime::net::Dialer, Full<Bytes>>;
 
 fn mcp_url(edge: usize) -> String {
     format!(
@@ -534,9 +523,9 @@ pub struct FinalState {
     pub error: Option<String>,
 }
 
-async fn heads(topo: &Topology, clients: &mut [AdminClient<Channel>]) -> Vec<(u64, AuditHead)> {
+async fn heads(topo: &Topology, clients: &[CoreClient]) -> Vec<(u64, AuditHead)> {
     let mut out = Vec::new();
-    for (id, c) in topo.node_ids().zip(clients.iter_mut()) {
+    for (id, c) in topo.node_ids().zip(clients.iter()) {
         if let Ok(QueryResult::AuditHead(h)) = query(c, &Query::AuditHead).await {
             out.push((id, h));
         }
@@ -549,13 +538,13 @@ async fn heads(topo: &Topology, clients: &mut [AdminClient<Channel>]) -> Vec<(u6
 pub async fn check(topo: Topology, out: Arc<Mutex<FinalState>>) -> turmoil::Result {
     let mut clients = Vec::new();
     for e in topo.core_endpoints() {
-        clients.push(admin(&e)?);
+        clients.push(admin(&e, "checker")?);
     }
     let mut last: Option<Vec<(u64, AuditHead)>> = None;
     let mut settled = false;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let h = heads(&topo, &mut clients).await;
+        let h = heads(&topo, &clients).await;
         let agree = h.len() == topo.nodes && h.windows(2).all(|w| w[0].1 == w[1].1);
         if agree && last.as_ref() == Some(&h) {
             settled = true;
@@ -571,7 +560,7 @@ pub async fn check(topo: Topology, out: Arc<Mutex<FinalState>>) -> turmoil::Resu
     if !settled {
         state.error = Some("the nodes' audit heads did not converge within 30 s after heal".into());
     }
-    let c = &mut clients[0];
+    let c = &clients[0];
     let mut after = None;
     loop {
         let q = Query::Audit {

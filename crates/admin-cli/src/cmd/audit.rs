@@ -5,9 +5,9 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use agentgate_model::audit::{AuditHead, AuditRecord, ChainVerifier, Decision};
-use agentgate_model::clock::millis;
 use agentgate_model::limits::AUDIT_QUERY_RECORDS_MAX;
 use agentgate_model::query::{AuditFilter, Query, QueryResult};
+use agentgate_runtime::clock::millis;
 use serde::Serialize;
 use serde_json::json;
 

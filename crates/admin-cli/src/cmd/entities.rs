@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Ctx, entity_json, entity_value, key_value};
 use crate::cli::{AgentCmd, TenantCmd, UpstreamCmd};
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Exit, Result};
 use crate::out::{opt, table, time};
 
 pub async fn tenant(ctx: &mut Ctx, cmd: TenantCmd) -> Result<()> {
@@ -108,10 +108,25 @@ pub async fn agent(ctx: &mut Ctx, cmd: AgentCmd) -> Result<()> {
                     return Err(e);
                 }
             };
+            let Some(api_key) = p.api_key.clone() else {
+                // The first attempt created the agent and its reply (with the key) was lost; the
+                // retry answered from the record, and the key is kept nowhere.
+                if let Some(f) = &key_file {
+                    let _ = std::fs::remove_file(f);
+                }
+                return Err(CliError::new(
+                    Exit::Error,
+                    "key_lost",
+                    format!("agent `{agent}` was created, but the reply carrying its key was lost"),
+                )
+                .hint(format!(
+                    "the key is stored nowhere: run `agentgate-admin agent revoke {tenant} {agent}` and create the agent under a new name"
+                )));
+            };
             let entity = entity_json(&p.response);
             let written = match (&mut file, &key_file) {
                 (Some(fh), Some(f)) => {
-                    match writeln!(fh, "{}", p.api_key).and_then(|()| fh.sync_all()) {
+                    match writeln!(fh, "{api_key}").and_then(|()| fh.sync_all()) {
                         Ok(()) => Some(f.clone()),
                         Err(e) => {
                             eprintln!(
@@ -137,11 +152,11 @@ pub async fn agent(ctx: &mut Ctx, cmd: AgentCmd) -> Result<()> {
                 );
             } else {
                 ctx.out.emit(
-                    &json!({"ok": true, "revision": p.revision, "entity": entity, "api_key": p.api_key}),
+                    &json!({"ok": true, "revision": p.revision, "entity": entity, "api_key": api_key}),
                     || {
                         format!(
                             "created agent `{agent}` in tenant `{tenant}` (revision {})\napi key (shown once, store it now; agents send it as `Authorization: Bearer KEY`):\n{}",
-                            p.revision, p.api_key
+                            p.revision, api_key
                         )
                     },
                 );

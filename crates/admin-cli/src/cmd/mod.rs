@@ -3,11 +3,14 @@
 use std::time::Duration;
 
 use agentgate_model::Response;
-use agentgate_model::clock::{Clock, SystemClock};
 use agentgate_model::entity::Entity;
+use agentgate_runtime::clock::{Clock, SystemClock};
 use serde_json::{Value, json};
 
 use crate::cli::{Cli, Command};
+use agentgate_client::RequestIds;
+use rand::SeedableRng;
+
 use crate::client::{Client, Proposed};
 use crate::error::{CliError, Result};
 use crate::out::Out;
@@ -68,7 +71,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         .unwrap_or_else(|| "operator".to_string());
     let timeout = Duration::from_millis(cli.timeout_ms.max(1));
     let mut ctx = Ctx {
-        client: Client::new(&cli.endpoint, timeout, actor.clone())?,
+        client: Client::new(
+            &cli.endpoint,
+            timeout,
+            actor.clone(),
+            RequestIds::random(&mut rand::rngs::StdRng::from_os_rng()),
+        )?,
         out: Out { json: cli.json },
         actor,
         timeout,

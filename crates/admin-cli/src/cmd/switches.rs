@@ -1,8 +1,8 @@
 //! Kill switches: `pause`, `resume`, `kill session|agent|tool`, `switches list|release`.
 
 use agentgate_model::Op;
-use agentgate_model::clock::millis;
 use agentgate_model::entity::{Entity, Kind, Scope};
+use agentgate_runtime::clock::millis;
 
 use super::Ctx;
 use super::entities::emit_list;

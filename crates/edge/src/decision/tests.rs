@@ -17,6 +17,7 @@ fn run(state: &mut State, op: Op) {
             time_ms: 1,
             actor: "test".into(),
             op,
+            request_id: None,
         },
     );
     a.result.unwrap();

@@ -10,6 +10,7 @@ fn cmd(time_ms: u64, op: Op) -> Command {
         time_ms,
         actor: "ops".into(),
         op,
+        request_id: None,
     }
 }
 

@@ -34,8 +34,8 @@ use agentgate_edge::config::Config;
 use agentgate_edge::proxy::{Gateway, View};
 use agentgate_edge::server::{self, Listeners};
 use agentgate_model::Op;
-use agentgate_model::clock::SystemClock;
 use agentgate_model::entity::Scope;
+use agentgate_runtime::clock::SystemClock;
 use agentgate_testkit as common;
 use agentgate_testkit::bench::{
     PRODUCTION_TIMINGS, cpus, fast_upstream, run, summary, write_results,
@@ -97,10 +97,10 @@ fn start_edges(n: usize, core: &[String]) -> EdgeSet {
                 ])
                 .unwrap();
                 let listeners = Listeners {
-                    mcp: agentgate_proto::net::bind(([127, 0, 0, 1], 0).into())
+                    mcp: agentgate_runtime::net::bind(([127, 0, 0, 1], 0).into())
                         .await
                         .unwrap(),
-                    http: agentgate_proto::net::bind(([127, 0, 0, 1], 0).into())
+                    http: agentgate_runtime::net::bind(([127, 0, 0, 1], 0).into())
                         .await
                         .unwrap(),
                 };
@@ -112,7 +112,7 @@ fn start_edges(n: usize, core: &[String]) -> EdgeSet {
                         listeners,
                         server::Env {
                             clock: Arc::new(SystemClock),
-                            dialer: agentgate_proto::net::Dialer::tcp(),
+                            dialer: agentgate_runtime::net::Dialer::tcp(),
                         },
                         None,
                         move |r| {

@@ -47,6 +47,7 @@ async fn switch_latency(c: &Cluster, via: u64) -> Vec<Duration> {
         let req = ProposeRequest {
             op_json: serde_json::to_vec(&op).unwrap(),
             actor: "bench".into(),
+            request_id: String::new(),
         };
         let t = Instant::now();
         client.propose(req).await.unwrap();

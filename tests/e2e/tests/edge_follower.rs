@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use agentgate_edge::follower::{FollowerConfig, start};
 use agentgate_model::Op;
-use agentgate_model::clock::SystemClock;
 use agentgate_model::entity::{Kind, Scope};
+use agentgate_runtime::clock::SystemClock;
 use common::{Cluster, DEADLINE, wait_until};
 
 fn config(c: &Cluster, max_staleness: Duration) -> FollowerConfig {
@@ -26,7 +26,7 @@ fn config(c: &Cluster, max_staleness: Duration) -> FollowerConfig {
         max_staleness,
         confirm_interval: max_staleness / 4,
         rpc_timeout: Duration::from_secs(2),
-        dialer: agentgate_proto::net::Dialer::tcp(),
+        dialer: agentgate_runtime::net::Dialer::tcp(),
     }
 }
 
@@ -132,7 +132,7 @@ async fn the_lease_is_renewed_while_only_audit_records_are_committed() {
         batch_records_max: 10,
         flush_interval: Duration::from_millis(10),
         rpc_timeout: Duration::from_secs(2),
-        dialer: agentgate_proto::net::Dialer::tcp(),
+        dialer: agentgate_runtime::net::Dialer::tcp(),
     })
     .unwrap();
     // Five lease lengths of audit-only commits, each acknowledged before the next.

@@ -412,29 +412,6 @@ pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
     }
 }
 
-/// A JSON object (`params._meta` of an MCP message) as a propagation carrier.
-pub struct MetaCarrier<'a>(pub &'a mut serde_json::Map<String, serde_json::Value>);
-
-impl Injector for MetaCarrier<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0
-            .insert(key.to_string(), serde_json::Value::String(value));
-    }
-}
-
-/// A read-only JSON object as a propagation carrier.
-pub struct MetaReader<'a>(pub &'a serde_json::Map<String, serde_json::Value>);
-
-impl Extractor for MetaReader<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(serde_json::Value::as_str)
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
-
 /// HTTP headers as a propagation carrier (both directions).
 pub struct HeaderCarrier<'a>(pub &'a mut http::HeaderMap);
 
@@ -469,36 +446,32 @@ mod tests {
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     #[test]
-    fn w3c_context_round_trips_through_meta_and_headers() {
-        let mut meta = serde_json::Map::new();
-        meta.insert("traceparent".into(), PARENT.into());
-        let cx = extract(&MetaReader(&meta));
+    fn w3c_context_round_trips_through_headers() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", http::HeaderValue::from_static(PARENT));
+        let cx = extract(&HeaderReader(&headers));
         assert!(has_span(&cx));
         assert_eq!(
             trace_id(&cx).as_deref(),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
-        let mut headers = http::HeaderMap::new();
-        inject(&cx, &mut HeaderCarrier(&mut headers));
+        let mut out = http::HeaderMap::new();
+        inject(&cx, &mut HeaderCarrier(&mut out));
         assert_eq!(
-            headers.get("traceparent").and_then(|v| v.to_str().ok()),
-            Some(PARENT)
-        );
-        let mut out = serde_json::Map::new();
-        inject(&cx, &mut MetaCarrier(&mut out));
-        assert_eq!(
-            out.get("traceparent").and_then(|v| v.as_str()),
+            out.get("traceparent").and_then(|v| v.to_str().ok()),
             Some(PARENT)
         );
     }
 
     #[test]
     fn malformed_context_is_no_parent() {
-        let mut meta = serde_json::Map::new();
-        meta.insert("traceparent".into(), "00-zz-00f067aa0ba902b7-01".into());
-        assert!(!has_span(&extract(&MetaReader(&meta))));
-        let headers = http::HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static("00-zz-00f067aa0ba902b7-01"),
+        );
         assert!(!has_span(&extract(&HeaderReader(&headers))));
+        assert!(!has_span(&extract(&HeaderReader(&http::HeaderMap::new()))));
     }
 
     #[test]

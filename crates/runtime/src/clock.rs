@@ -1,6 +1,6 @@
-//! The one place that reads time. The binaries (node, edge) take a [`Clock`] and hand it to
-//! everything that needs time, so simulations can drive time. Nothing else in this crate uses it:
-//! `apply` never sees a clock (the leader stamps `Command::time_ms`).
+//! The one place that reads time. The binaries (node, edge, CLI) take a [`Clock`] and hand it to
+//! everything that needs time, so the simulation can drive time. The model never sees a clock:
+//! the Raft leader stamps `Command::time_ms`, and `apply` reads time only from there.
 #![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

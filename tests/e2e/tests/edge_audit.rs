@@ -25,7 +25,7 @@ fn config(c: &Cluster, buffer: usize) -> AuditConfig {
         batch_records_max: 500,
         flush_interval: Duration::from_millis(50),
         rpc_timeout: Duration::from_secs(2),
-        dialer: agentgate_proto::net::Dialer::tcp(),
+        dialer: agentgate_runtime::net::Dialer::tcp(),
     }
 }
 
