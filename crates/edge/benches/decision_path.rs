@@ -1,7 +1,8 @@
 //! The edge's decision path per call, at 20 and 10,000 policies:
 //! - `cedar`: the Cedar decision alone (`CompiledPolicy::decide`);
-//! - `path`: parse the MCP body → authenticate → kill switches → freshness → version → Cedar
-//!   (cached compiled policy) → audit record enqueued.
+//! - `path`: parse the MCP body → authenticate → `pipeline::decide_request` (pin, kill switches,
+//!   freshness, version, detectors, Cedar with the cached compiled policy, audit entry) → audit
+//!   record enqueued: the code production runs.
 //!
 //! Run: `cargo bench --workspace --bench decision_path`.
 #![allow(
@@ -13,14 +14,17 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
-use agentgate_edge::audit::{AuditConfig, start};
-use agentgate_edge::decision::{AgentKeys, PolicyCache, Verdict, decide_call};
+use agentgate_edge::audit::{Admission, AuditConfig, start};
+use agentgate_edge::catalog::ToolInfo;
+use agentgate_edge::decision::PolicyCache;
 use agentgate_edge::mcp::{self, Headers, Message, Operation};
-use agentgate_model::audit::{AuditEntry, Decision};
+use agentgate_edge::pipeline::{Call, Caller, Env, Verdict, decide_request};
+use agentgate_edge::view::View;
 use agentgate_model::decide::{Action, CallFacts, CompiledPolicy, Outcome};
-use agentgate_model::entity::PolicyPackage;
+use agentgate_model::entity::{PolicyPackage, Transport};
 use agentgate_model::policy::package_digest;
 use agentgate_model::{Command, Op, State, apply};
 use agentgate_testkit::bench::padded_policies;
@@ -62,6 +66,14 @@ fn state(n: usize) -> State {
             roles: vec!["team-7".into()],
             labels: BTreeMap::new(),
             key_hash: hex::encode(Sha256::digest(KEY.as_bytes())),
+        },
+        Op::AddUpstream {
+            tenant: "bench".into(),
+            name: "srv-7".into(),
+            transport: Transport::Http {
+                url: "http://127.0.0.1:9/mcp".into(),
+            },
+            pinned_tools: BTreeMap::new(),
         },
         Op::PushPolicy {
             package: package(n),
@@ -139,7 +151,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| compiled.decide(black_box(&denied)))
         });
 
-        let keys = AgentKeys::build(&s);
+        let view = View::build(Arc::new(s));
         let cache = PolicyCache::new(16);
         let raw = body("read_file");
         let headers = Headers {
@@ -148,64 +160,51 @@ fn bench(c: &mut Criterion) {
             mcp_name: Some("read_file"),
         };
         let auth = format!("Bearer {KEY}");
+        let info = ToolInfo {
+            read_only: true,
+            destructive: false,
+            idempotent: false,
+            open_world: false,
+            digest: String::new(),
+        };
+        let env = Env {
+            now_ms: 1_000,
+            fresh: true,
+            region: "eu",
+            retry_after_ms: 500,
+        };
+        // What production runs per call: parse, authenticate, the pipeline's decision (pin,
+        // switches, freshness, version, detectors, Cedar, audit entry), the record enqueued.
         c.bench_function(&format!("path/allow/{n}_policies"), |b| {
             b.iter(|| {
                 let parsed = mcp::parse(black_box(&raw), &headers, None).unwrap();
-                let Message::Request {
+                let Some(Message::Request {
                     op: Operation::CallTool { name, arguments },
                     ..
-                } = &parsed.messages[0]
+                }) = parsed.messages.into_iter().next()
                 else {
                     panic!()
                 };
-                let agent = keys.authenticate(&s, Some(&auth)).unwrap();
-                let call = CallFacts {
-                    agent: agent.id.clone(),
-                    roles: agent.roles.clone(),
-                    labels: agent.labels.clone(),
+                let agent = view.keys.authenticate(Some(&auth)).unwrap();
+                let route = view.route("bench", "srv-7").unwrap();
+                let caller = Caller {
+                    agent,
+                    server: "srv-7",
+                    upstream: &route.upstream,
+                    session: None,
+                    trace_id: None,
+                };
+                let call = Call {
+                    method: "tools/call",
                     action: Action::CallTool,
-                    server: "srv-7".into(),
-                    tool: name.clone(),
-                    read_only: true,
-                    destructive: false,
-                    idempotent: false,
-                    open_world: false,
-                    arguments: arguments.clone(),
-                    session: String::new(),
-                    hour: 10,
-                    weekday: 2,
-                    region: "eu".into(),
-                    detections: vec![],
+                    name: &name,
+                    arguments,
+                    info: &info,
+                    admission: Admission::Open,
                 };
-                let decided = decide_call(&s, &cache, &call, agent, true, 1_000, 500);
-                let Verdict::Allow {
-                    version,
-                    policy_ids,
-                } = decided.verdict
-                else {
-                    panic!()
-                };
-                audit
-                    .record(AuditEntry {
-                        edge_seq: 0,
-                        time_ms: 1_000,
-                        tenant: agent.tenant.clone(),
-                        agent: agent.id.clone(),
-                        session: None,
-                        method: "tools/call".into(),
-                        tool: Some(name.clone()),
-                        args_digest: None,
-                        decision: Decision::Allow,
-                        reason: String::new(),
-                        policy_version: Some(version),
-                        policy_ids,
-                        shadow_decision: None,
-                        latency_us: 0,
-                        upstream_latency_us: None,
-                        upstream_status: None,
-                        trace_id: None,
-                    })
-                    .unwrap()
+                let decided = decide_request(&view, &cache, &caller, call, &env);
+                assert_eq!(decided.verdict, Verdict::Allow);
+                audit.record(decided.entry).unwrap()
             })
         });
     }

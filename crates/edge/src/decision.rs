@@ -16,11 +16,12 @@ use sha2::{Digest, Sha256};
 
 use crate::gate::{self, Denial, Subject, code};
 
-/// Agents by the SHA-256 of their API key, for one replica revision.
+/// Agents by the SHA-256 of their API key, for one replica revision. Each agent is shared
+/// (`Arc`), so a request holds its caller without copying it.
 #[derive(Debug, Default)]
 pub struct AgentKeys {
     revision: u64,
-    by_hash: HashMap<String, String>,
+    by_hash: HashMap<String, Arc<Agent>>,
 }
 
 /// Why authentication failed (HTTP 401 with a JSON body).
@@ -34,12 +35,23 @@ pub enum AuthError {
     Revoked(String),
 }
 
+impl AuthError {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Unknown => "unknown",
+            AuthError::Revoked(_) => "revoked",
+        }
+    }
+}
+
 impl AgentKeys {
     pub fn build(state: &State) -> Self {
         let by_hash = state
             .agents
-            .iter()
-            .map(|(k, a)| (a.key_hash.clone(), k.clone()))
+            .values()
+            .map(|a| (a.key_hash.clone(), Arc::new(a.clone())))
             .collect();
         AgentKeys {
             revision: state.revision,
@@ -52,11 +64,7 @@ impl AgentKeys {
     }
 
     /// The agent an `Authorization` header value names.
-    pub fn authenticate<'s>(
-        &self,
-        state: &'s State,
-        authorization: Option<&str>,
-    ) -> Result<&'s Agent, AuthError> {
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<&Arc<Agent>, AuthError> {
         let token = authorization
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -66,8 +74,7 @@ impl AgentKeys {
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
         let hash = hex::encode(Sha256::digest(token.as_bytes()));
-        let key = self.by_hash.get(&hash).ok_or(AuthError::Unknown)?;
-        let agent = state.agents.get(key).ok_or(AuthError::Unknown)?;
+        let agent = self.by_hash.get(&hash).ok_or(AuthError::Unknown)?;
         if agent.revoked_ms.is_some() {
             return Err(AuthError::Revoked(agent.id.clone()));
         }

@@ -1,57 +1,49 @@
-//! The MCP endpoint agents talk to: `POST|GET|DELETE /t/{tenant}/{server}/mcp`.
+//! The MCP endpoint agents talk to, `POST|GET|DELETE /t/{tenant}/{server}/mcp`: the HTTP layer.
 //!
-//! Per request, in DESIGN §3's order: route → `Origin` → authenticate → session token → bounded
-//! body → parse → audit admission → decide (kill switches, freshness, policy version, Cedar,
-//! approvals) → forward (pooled, allowlisted headers, `Host` from the upstream URL) → relay the
-//! reply as it arrives, one audit record per decision.
+//! Per request, in design.md §3's order: route → `Origin` → authenticate → session token →
+//! bounded body → parse → decide ([`crate::pipeline`], pure) → ask the core about approvals →
+//! forward (pooled, allowlisted headers, `Host` from the upstream URL) → relay the reply as it
+//! arrives ([`crate::relay`]) → one audit record per decision. Every refusal is an
+//! [`EdgeError`], answered by its one mapping to the wire.
 //!
 //! INVARIANT: a gated request (`tools/call`, `resources/read`, `prompts/get`) reaches an upstream
 //! only with an Allow verdict and a reserved audit slot; `tools/list` replies are filtered to the
 //! tools the agent may call; every other request passes the kill-switch and freshness gates.
-//! INVARIANT: streamed replies are relayed frame by frame, never buffered, and end as soon as a
-//! kill switch covering the call arrives (with a JSON-RPC error event when the call had an id).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentgate_model::State;
 use agentgate_model::audit::{AuditEntry, Decision};
-use agentgate_model::decide::{Action, CallFacts, Outcome};
-use agentgate_model::digest::args_digest;
-use agentgate_model::entity::{Agent, Transport, Upstream, join_key};
+use agentgate_model::decide::Action;
+use agentgate_model::entity::Agent;
 use agentgate_runtime::clock::Clock;
 use agentgate_runtime::telemetry::{self, TARGET};
 use bytes::Bytes;
-use http::header::{ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, ORIGIN, RETRY_AFTER};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, ORIGIN};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
-use serde_json::{Map, Value, json};
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::approvals::{Approvals, Call, Resolution};
-use crate::audit::{Admission, AuditLog};
+use crate::approvals::{self, Approvals};
+use crate::audit::{Admission, AuditLog, Held};
 use crate::catalog::{Catalog, ToolInfo};
-use crate::decision::{AgentKeys, AuthError, PolicyCache, Verdict, decide_call};
-use crate::detect::detect;
+use crate::decision::PolicyCache;
+use crate::error::EdgeError;
 use crate::follower::Follower;
-use crate::gate::{self, Denial, Subject, code};
+use crate::gate::Denial;
 use crate::mcp::{self, Message, Operation, Parsed};
+use crate::pipeline::{self, Caller, Env, Verdict};
+use crate::relay::{Body, Watched, copy_response_headers};
 use crate::session::{Session, SessionKeys};
 use crate::sse;
 use crate::trace::{child_span, continue_trace, trace_decision, trace_id, with_meta_context};
-use crate::upstream::{
-    self, BoxError, FORWARD_REQUEST, FORWARD_RESPONSE, MCP_SESSION_ID, TRACEPARENT, Upstreams,
-};
-
-/// The response body type of every edge reply.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+use crate::upstream::{self, MCP_SESSION_ID, TRACEPARENT, Upstreams};
+use crate::view::{Route, View};
 
 /// Methods forwarded after the kill-switch and freshness gates, without a per-call policy
 /// decision (they name no tool). Anything not listed and not decided is refused.
@@ -70,9 +62,6 @@ pub const HOUSEKEEPING_METHODS: [&str; 12] = [
     "sampling/createMessage",
 ];
 
-/// Frames buffered between an upstream stream and a slow agent.
-const STREAM_FRAMES_BUFFERED: usize = 16;
-
 /// The edge's settings for the hot path.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -85,20 +74,6 @@ pub struct Settings {
     pub inflight_max: usize,
     /// What a stale denial advises as `retry_after_ms`.
     pub retry_after_ms: u64,
-}
-
-/// The replica and what is derived from it per revision, swapped as one pointer.
-#[derive(Debug, Default)]
-pub struct View {
-    pub state: Arc<State>,
-    pub keys: AgentKeys,
-}
-
-impl View {
-    pub fn build(state: Arc<State>) -> Self {
-        let keys = AgentKeys::build(&state);
-        View { state, keys }
-    }
 }
 
 /// Everything the hot path needs. Shared by all connections.
@@ -116,117 +91,36 @@ pub struct Gateway {
     pub inflight: Arc<Semaphore>,
 }
 
-/// One authenticated request's context.
-struct Ctx {
-    view: Arc<View>,
-    agent: Agent,
-    server: String,
-    upstream: Upstream,
-    uri: Uri,
-    session: Option<Session>,
+/// One authenticated request's context. The agent and the upstream are the view's, shared.
+pub(crate) struct Ctx {
+    pub view: Arc<View>,
+    pub agent: Arc<Agent>,
+    pub server: String,
+    pub route: Arc<Route>,
+    pub uri: Uri,
+    pub session: Option<Session>,
     /// Short session name (audit, kill switches, rollout buckets).
-    session_id: Option<String>,
-    headers: HeaderMap,
-    trace_id: Option<String>,
+    pub session_id: Option<String>,
+    /// The request's headers (moved out of the request, not copied).
+    pub headers: HeaderMap,
+    pub trace_id: Option<String>,
     /// The request's span (disabled unless traces are exported).
-    span: tracing::Span,
-    started: Instant,
-    revision: String,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    pub span: tracing::Span,
+    pub started: Instant,
+    pub revision: String,
+    pub permit: OwnedSemaphorePermit,
 }
 
-/// What a relayed stream watches for: the kill switches that would have stopped its call.
-#[derive(Debug, Clone)]
-struct Watched {
-    tenant: String,
-    agent: String,
-    session: Option<String>,
-    tool: Option<String>,
-    read_only: bool,
-    region: String,
-    request_id: Option<Value>,
-}
-
-impl Watched {
-    fn subject(&self) -> Subject<'_> {
-        Subject {
-            tenant: &self.tenant,
+impl Ctx {
+    fn caller(&self) -> Caller<'_> {
+        Caller {
             agent: &self.agent,
-            session: self.session.as_deref(),
-            tool: self.tool.as_deref(),
-            read_only: self.read_only,
-            region: &self.region,
+            server: &self.server,
+            upstream: &self.route.upstream,
+            session: self.session_id.as_deref(),
+            trace_id: self.trace_id.as_deref(),
         }
     }
-}
-
-fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(body.into())
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
-
-/// A JSON-RPC error body with an HTTP status.
-pub fn rpc_error(
-    status: StatusCode,
-    id: Option<&Value>,
-    code: i64,
-    message: &str,
-    data: Option<Value>,
-) -> Response<Body> {
-    let mut error = json!({"code": code, "message": message});
-    if let (Some(d), Some(o)) = (data, error.as_object_mut()) {
-        o.insert("data".into(), d);
-    }
-    let body = json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": error});
-    full(status, "application/json", body.to_string())
-}
-
-fn denial_body(id: Option<&Value>, d: &Denial) -> Value {
-    json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": {
-        "code": d.code, "message": d.reason, "data": d,
-    }})
-}
-
-/// A gateway decision: a JSON-RPC error (HTTP 200), never a bare 403.
-fn denied(id: Option<&Value>, d: &Denial) -> Response<Body> {
-    let mut r = full(
-        StatusCode::OK,
-        "application/json",
-        denial_body(id, d).to_string(),
-    );
-    if let Some(ms) = d.retry_after_ms
-        && let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string())
-    {
-        r.headers_mut().insert(RETRY_AFTER, v);
-    }
-    r
-}
-
-/// The upstream failed (-32086, HTTP 502).
-fn upstream_failed(id: Option<&Value>, message: &str) -> Response<Body> {
-    rpc_error(StatusCode::BAD_GATEWAY, id, code::UPSTREAM, message, None)
-}
-
-/// An overload denial (-32085), advising a retry in a second.
-fn overload(reason: &str) -> Denial {
-    Denial {
-        retry_after_ms: Some(1000),
-        ..Denial::new(code::OVERLOADED, reason)
-    }
-}
-
-/// A request turned away undecided: the overload denial as HTTP 503.
-fn turned_away(id: Option<&Value>, reason: &str) -> Response<Body> {
-    let mut r = denied(id, &overload(reason));
-    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    r
 }
 
 /// `/t/{tenant}/{server}/mcp` → (tenant, server).
@@ -252,65 +146,29 @@ fn accepts(h: &HeaderMap, mime: &str) -> bool {
     })
 }
 
-/// (hour 0-23, weekday 1=Monday..7=Sunday), UTC.
-pub fn hour_weekday(now_ms: u64) -> (u8, u8) {
-    let secs = now_ms / 1000;
-    let days = secs / 86_400;
-    let hour = ((secs % 86_400) / 3600) as u8;
-    // 1970-01-01 was a Thursday (4).
-    let weekday = ((days + 3) % 7 + 1) as u8;
-    (hour, weekday)
-}
-
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The answer when not even a denial can be recorded: turned away undecided.
+fn audit_full() -> EdgeError {
+    EdgeError::TurnedAway(
+        "the gateway's audit backlog is full; no call can be decided until it drains".into(),
+    )
 }
 
 impl Gateway {
     /// Handles one request on the MCP listener.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        let Some((tenant, server)) = route(req.uri().path()) else {
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                None,
-                mcp::code::INVALID_REQUEST,
-                "not found: the MCP endpoint is /t/{tenant}/{server}/mcp",
-                None,
-            );
-        };
-        let (tenant, server) = (tenant.to_string(), server.to_string());
-        if let Some(origin) = header(req.headers(), ORIGIN.as_str())
-            && !self.settings.allowed_origins.iter().any(|o| o == origin)
-        {
-            return rpc_error(
-                StatusCode::FORBIDDEN,
-                None,
-                mcp::code::INVALID_REQUEST,
-                &format!("Origin `{origin}` is not allowed"),
-                None,
-            );
-        }
-        let method = req.method().clone();
-        if !matches!(method, Method::POST | Method::GET | Method::DELETE) {
-            let mut r = rpc_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                None,
-                mcp::code::INVALID_REQUEST,
-                "use POST, GET or DELETE",
-                None,
-            );
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-            return r;
-        }
-        let ctx = match self.context(&req, &tenant, &server) {
+        let (parts, body) = req.into_parts();
+        let ctx = match self.context(&parts.uri, &parts.method, parts.headers) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(e) => return e.reply(None),
         };
         let span = ctx.span.clone();
-        let resp = match method {
+        let resp = match parts.method {
             // The parent may come from the body's `_meta`: POST enters its span once parsed.
-            Method::POST => self.post(ctx, req).await,
+            Method::POST => self.post(ctx, body).await,
             Method::GET => {
                 continue_trace(&span, None, &ctx.headers);
                 self.get_stream(ctx).instrument(span.clone()).await
@@ -324,88 +182,51 @@ impl Gateway {
         resp
     }
 
-    /// Authenticates and resolves tenant, server and session (the error is the reply).
-    #[allow(clippy::result_large_err)]
-    fn context(
-        &self,
-        req: &Request<Incoming>,
-        tenant: &str,
-        server: &str,
-    ) -> Result<Ctx, Response<Body>> {
+    /// Routes, checks `Origin` and the method, authenticates and resolves tenant, server and
+    /// session.
+    fn context(&self, uri: &Uri, method: &Method, headers: HeaderMap) -> Result<Ctx, EdgeError> {
+        let (tenant, server) = route(uri.path()).ok_or(EdgeError::NoRoute)?;
+        if let Some(origin) = header(&headers, ORIGIN.as_str())
+            && !self.settings.allowed_origins.iter().any(|o| o == origin)
+        {
+            return Err(EdgeError::OriginForbidden(origin.to_string()));
+        }
+        if !matches!(*method, Method::POST | Method::GET | Method::DELETE) {
+            return Err(EdgeError::MethodNotAllowed);
+        }
         let started = self.clock.monotonic();
         let permit = self.inflight.clone().try_acquire_owned().map_err(|_| {
             metrics::counter!("agentgate_edge_overload_total").increment(1);
-            turned_away(None, "too many requests in flight on this gateway")
+            EdgeError::TurnedAway("too many requests in flight on this gateway".into())
         })?;
         let view = self.view.borrow().clone();
-        let h = req.headers();
         let agent = view
             .keys
-            .authenticate(&view.state, header(h, "authorization"))
+            .authenticate(header(&headers, "authorization"))
             .map_err(|e| {
-                metrics::counter!("agentgate_edge_auth_failures_total", "reason" => match e {
-                    AuthError::Missing => "missing",
-                    AuthError::Unknown => "unknown",
-                    AuthError::Revoked(_) => "revoked",
-                })
-                .increment(1);
-                let mut r = rpc_error(
-                    StatusCode::UNAUTHORIZED,
-                    None,
-                    mcp::code::INVALID_REQUEST,
-                    &format!("unauthorized: {e}"),
-                    Some(json!({"reason": e.to_string()})),
-                );
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"agentgate\""),
-                );
-                r
+                metrics::counter!("agentgate_edge_auth_failures_total", "reason" => e.label())
+                    .increment(1);
+                EdgeError::Unauthorized(e)
             })?
             .clone();
-        let not_found = || {
-            rpc_error(
-                StatusCode::NOT_FOUND,
-                None,
-                mcp::code::INVALID_REQUEST,
-                &format!("no MCP server `{server}` for tenant `{tenant}`"),
-                None,
-            )
+        let not_found = || EdgeError::NoServer {
+            tenant: tenant.to_string(),
+            server: server.to_string(),
         };
         if agent.tenant != tenant {
             return Err(not_found());
         }
-        let upstream = view
-            .state
-            .upstreams
-            .get(&join_key(&[tenant, server]))
-            .cloned()
-            .ok_or_else(not_found)?;
-        let uri = match &upstream.transport {
-            Transport::Http { url } => Upstreams::uri(url),
-            Transport::Stdio { .. } => Err(upstream::UpstreamError::BadUrl(
-                "stdio".into(),
-                "stdio upstreams are served only in local mode, not by an edge".into(),
-            )),
-        }
-        .map_err(|e| upstream_failed(None, &e.to_string()))?;
-        let session = match header(h, MCP_SESSION_ID.as_str()) {
+        let route = view.route(tenant, server).cloned().ok_or_else(not_found)?;
+        let uri = route.uri.clone().map_err(EdgeError::Upstream)?;
+        let session = match header(&headers, MCP_SESSION_ID.as_str()) {
             None => None,
             Some(token) => Some(
                 self.sessions
                     .open_for(token, tenant, server, &agent.id)
-                    .map_err(|e| {
-                        rpc_error(
-                            StatusCode::NOT_FOUND,
-                            None,
-                            mcp::code::INVALID_REQUEST,
-                            &format!("session not found: {e}; start a new session"),
-                            None,
-                        )
-                    })?,
+                    .map_err(|e| EdgeError::SessionNotFound(e.to_string()))?,
             ),
         };
-        let trace_id = header(h, TRACEPARENT.as_str()).and_then(trace_id);
+        let trace_id = header(&headers, TRACEPARENT.as_str()).and_then(trace_id);
         let span = tracing::info_span!(
             target: TARGET,
             "agentgate.request",
@@ -423,17 +244,17 @@ impl Gateway {
             http.response.status_code = Empty,
         );
         Ok(Ctx {
-            agent,
             server: server.to_string(),
-            upstream,
-            uri,
             session_id: session.as_ref().map(Session::id),
             revision: session
                 .as_ref()
                 .map(|s| s.revision.clone())
                 .unwrap_or_default(),
             session,
-            headers: h.clone(),
+            agent,
+            route,
+            uri,
+            headers,
             trace_id,
             span,
             started,
@@ -442,73 +263,21 @@ impl Gateway {
         })
     }
 
-    async fn post(&self, mut ctx: Ctx, req: Request<Incoming>) -> Response<Body> {
-        let h = req.headers();
-        if !header(h, CONTENT_TYPE.as_str()).is_some_and(|c| c.starts_with("application/json")) {
-            return rpc_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                None,
-                mcp::code::INVALID_REQUEST,
-                "Content-Type must be application/json",
-                None,
-            );
+    fn env(&self, now_ms: u64) -> Env<'_> {
+        Env {
+            now_ms,
+            fresh: self.follower.is_fresh(),
+            region: &self.settings.region,
+            retry_after_ms: self.settings.retry_after_ms,
         }
-        if !(accepts(h, "application/json") && accepts(h, "text/event-stream")) {
-            return rpc_error(
-                StatusCode::NOT_ACCEPTABLE,
-                None,
-                mcp::code::INVALID_REQUEST,
-                "Accept must list application/json and text/event-stream",
-                None,
-            );
-        }
-        let max = self.settings.body_bytes_max;
-        let too_large = || {
-            rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                None,
-                mcp::code::INVALID_REQUEST,
-                &format!("the request body exceeds {max} bytes"),
-                None,
-            )
-        };
-        if header(h, CONTENT_LENGTH.as_str())
-            .and_then(|l| l.parse::<usize>().ok())
-            .is_some_and(|l| l > max)
-        {
-            return too_large();
-        }
-        let body = match Limited::new(req.into_body(), max).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-            Err(e) => {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    mcp::code::PARSE_ERROR,
-                    &format!("reading the body: {e}"),
-                    None,
-                );
-            }
-        };
-        let mh = mcp::Headers {
-            protocol_version: header(&ctx.headers, "mcp-protocol-version"),
-            mcp_method: header(&ctx.headers, "mcp-method"),
-            mcp_name: header(&ctx.headers, "mcp-name"),
-        };
-        let session_revision = ctx.session.as_ref().map(|s| s.revision.as_str());
-        let parsed = match mcp::parse(&body, &mh, session_revision) {
+    }
+
+    async fn post(&self, mut ctx: Ctx, body: Incoming) -> Response<Body> {
+        let parsed = match self.read_and_parse(&ctx, body).await {
             Ok(p) => p,
-            Err(e) => {
-                return rpc_error(
-                    StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::BAD_REQUEST),
-                    e.id.as_ref(),
-                    e.code,
-                    &e.message,
-                    None,
-                );
-            }
+            Err(e) => return e.reply(None),
         };
+        let (parsed, body) = parsed;
         ctx.revision = parsed.revision.clone();
         let meta = parsed.messages.first().and_then(Message::meta);
         if ctx.trace_id.is_none() {
@@ -539,19 +308,52 @@ impl Gateway {
         self.dispatch(ctx, parsed, body).instrument(span).await
     }
 
+    /// Checks the POST's headers, reads the body within its bound and parses it.
+    async fn read_and_parse(
+        &self,
+        ctx: &Ctx,
+        body: Incoming,
+    ) -> Result<(Parsed, Bytes), EdgeError> {
+        let h = &ctx.headers;
+        if !header(h, CONTENT_TYPE.as_str()).is_some_and(|c| c.starts_with("application/json")) {
+            return Err(EdgeError::UnsupportedMediaType);
+        }
+        if !(accepts(h, "application/json") && accepts(h, "text/event-stream")) {
+            return Err(EdgeError::NotAcceptable(
+                "application/json and text/event-stream",
+            ));
+        }
+        let max = self.settings.body_bytes_max;
+        if header(h, CONTENT_LENGTH.as_str())
+            .and_then(|l| l.parse::<usize>().ok())
+            .is_some_and(|l| l > max)
+        {
+            return Err(EdgeError::TooLarge(max));
+        }
+        let body = match Limited::new(body, max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(EdgeError::TooLarge(max));
+            }
+            Err(e) => return Err(EdgeError::BodyRead(e.to_string())),
+        };
+        let mh = mcp::Headers {
+            protocol_version: header(h, "mcp-protocol-version"),
+            mcp_method: header(h, "mcp-method"),
+            mcp_name: header(h, "mcp-name"),
+        };
+        let session_revision = ctx.session.as_ref().map(|s| s.revision.as_str());
+        let parsed = mcp::parse(&body, &mh, session_revision)?;
+        Ok((parsed, body))
+    }
+
     /// Answers one parsed POST (inside the request's span).
     async fn dispatch(&self, ctx: Ctx, parsed: Parsed, body: Bytes) -> Response<Body> {
         if parsed.batch {
             return self.batch(ctx, parsed, body).await;
         }
         let Some(message) = parsed.messages.into_iter().next() else {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                mcp::code::INVALID_REQUEST,
-                "no message",
-                None,
-            );
+            return EdgeError::NoMessage.reply(None);
         };
         match message {
             Message::Notification { .. } | Message::Response { .. } => {
@@ -576,6 +378,13 @@ impl Gateway {
         op: Operation,
         body: Bytes,
     ) -> Response<Body> {
+        let named = |action, name, arguments| Named {
+            id: id.clone(),
+            method: &method,
+            action,
+            name,
+            arguments,
+        };
         match op {
             Operation::Initialize { requested_version } => {
                 self.forward_and_relay(ctx, Method::POST, body, None, Some(requested_version))
@@ -587,20 +396,12 @@ impl Gateway {
             }
             Operation::ListTools => self.list_tools(ctx, id, body).await,
             Operation::CallTool { name, arguments } => {
-                self.call(ctx, id, &method, Action::CallTool, name, arguments, body)
+                self.call(ctx, named(Action::CallTool, name, arguments), body)
                     .await
             }
             Operation::ReadResource { uri } => {
-                self.call(
-                    ctx,
-                    id,
-                    &method,
-                    Action::ReadResource,
-                    uri,
-                    Map::new(),
-                    body,
-                )
-                .await
+                self.call(ctx, named(Action::ReadResource, uri, Map::new()), body)
+                    .await
             }
             Operation::GetPrompt { name } => {
                 let arguments = params
@@ -608,7 +409,7 @@ impl Gateway {
                     .and_then(Value::as_object)
                     .cloned()
                     .unwrap_or_default();
-                self.call(ctx, id, &method, Action::GetPrompt, name, arguments, body)
+                self.call(ctx, named(Action::GetPrompt, name, arguments), body)
                     .await
             }
             Operation::ListResources | Operation::ListPrompts => {
@@ -617,44 +418,11 @@ impl Gateway {
             Operation::Other if HOUSEKEEPING_METHODS.contains(&method.as_str()) => {
                 self.gated_forward(ctx, id, &method, body).await
             }
-            Operation::Other => rpc_error(
-                StatusCode::OK,
-                Some(&id),
-                mcp::code::METHOD_NOT_FOUND,
-                &format!("method `{method}` is not one this gateway relays"),
-                None,
-            ),
+            Operation::Other => EdgeError::MethodNotRelayed(method).reply(Some(&id)),
         }
     }
 
-    /// The gates that apply to every request of an agent: kill switches (no tool scope) and
-    /// freshness.
-    fn tenant_gate(&self, ctx: &Ctx) -> Option<Denial> {
-        let subject = Subject {
-            tenant: &ctx.agent.tenant,
-            agent: &ctx.agent.id,
-            session: ctx.session_id.as_deref(),
-            tool: None,
-            read_only: false,
-            region: &self.settings.region,
-        };
-        if let Some(d) = gate::kill_switch(&ctx.view.state, &subject, self.clock.now_ms()) {
-            return Some(d);
-        }
-        let Some(tenant) = ctx.view.state.tenants.get(&ctx.agent.tenant) else {
-            return Some(Denial::new(
-                code::NO_POLICY,
-                format!("tenant `{}` does not exist", ctx.agent.tenant),
-            ));
-        };
-        gate::staleness(
-            tenant,
-            &subject,
-            self.follower.is_fresh(),
-            self.settings.retry_after_ms,
-        )
-    }
-
+    /// Forwards a request that names no tool once it passes the gates.
     async fn gated_forward(
         &self,
         ctx: Ctx,
@@ -662,8 +430,9 @@ impl Gateway {
         method: &str,
         body: Bytes,
     ) -> Response<Body> {
-        if let Some(d) = self.tenant_gate(&ctx) {
-            return self.deny(&ctx, Some(&id), method, None, None, d, None);
+        let now_ms = self.clock.now_ms();
+        if let Some(d) = pipeline::gate(&ctx.view, &ctx.caller(), &self.env(now_ms)) {
+            return self.refuse(&ctx, method, d, now_ms).reply(Some(&id));
         }
         let watched = self.watched(&ctx, None, false, Some(id));
         self.forward_and_relay(ctx, Method::POST, body, Some(watched), None)
@@ -688,34 +457,15 @@ impl Gateway {
         }
     }
 
-    fn entry(&self, ctx: &Ctx, method: &str, tool: Option<&str>, decision: Decision) -> AuditEntry {
-        AuditEntry {
-            edge_seq: 0,
-            time_ms: self.clock.now_ms(),
-            tenant: ctx.agent.tenant.clone(),
-            agent: ctx.agent.id.clone(),
-            session: ctx.session_id.clone(),
-            method: method.to_string(),
-            tool: tool.map(str::to_string),
-            args_digest: None,
-            decision,
-            reason: String::new(),
-            policy_version: None,
-            policy_ids: vec![],
-            shadow_decision: None,
-            latency_us: micros(
-                self.clock
-                    .monotonic()
-                    .saturating_duration_since(ctx.started),
-            ),
-            upstream_latency_us: None,
-            upstream_status: None,
-            trace_id: ctx.trace_id.clone(),
-        }
-    }
-
-    fn count(&self, ctx: &Ctx, tool: Option<&str>, decision: Decision) {
-        let tool = match tool {
+    /// Completes an entry (decision latency), traces it and counts it.
+    fn finish(&self, ctx: &Ctx, e: &mut AuditEntry) {
+        let elapsed = self
+            .clock
+            .monotonic()
+            .saturating_duration_since(ctx.started);
+        e.latency_us = micros(elapsed);
+        trace_decision(e);
+        let tool = match &e.tool {
             Some(t)
                 if self
                     .catalog
@@ -728,52 +478,25 @@ impl Gateway {
             None => "none".to_string(),
         };
         metrics::counter!("agentgate_edge_calls_total",
-            "tenant" => ctx.agent.tenant.clone(), "tool" => tool, "decision" => decision.as_str())
+            "tenant" => ctx.agent.tenant.clone(), "tool" => tool, "decision" => e.decision.as_str())
         .increment(1);
-        metrics::histogram!("agentgate_edge_decision_seconds").record(
-            self.clock
-                .monotonic()
-                .saturating_duration_since(ctx.started)
-                .as_secs_f64(),
-        );
+        metrics::histogram!("agentgate_edge_decision_seconds").record(elapsed.as_secs_f64());
     }
 
-    /// Records and answers a denial. When not even the denial can be recorded, the request is
-    /// turned away undecided (503).
-    #[allow(clippy::too_many_arguments)]
-    fn deny(
-        &self,
-        ctx: &Ctx,
-        id: Option<&Value>,
-        method: &str,
-        tool: Option<&str>,
-        digest: Option<String>,
-        d: Denial,
-        version: Option<String>,
-    ) -> Response<Body> {
-        let decision = if d.code == code::APPROVAL_REQUIRED && d.approval_id.is_some() {
-            Decision::RequireApproval
-        } else {
-            Decision::Deny
-        };
-        let mut e = self.entry(ctx, method, tool, decision);
-        e.args_digest = digest;
-        e.reason = d.reason.clone();
-        e.policy_ids = d.policy_ids.clone();
-        e.policy_version = version;
-        trace_decision(&e);
+    /// Records a denial decided by the gates; the error to answer with (the denial, or turned
+    /// away when not even the denial can be recorded).
+    fn refuse(&self, ctx: &Ctx, method: &str, d: Denial, now_ms: u64) -> EdgeError {
+        let mut e = pipeline::entry(&ctx.caller(), method, None, now_ms);
+        pipeline::deny(&mut e, &d);
+        self.record_denial(ctx, e, d)
+    }
+
+    fn record_denial(&self, ctx: &Ctx, mut e: AuditEntry, d: Denial) -> EdgeError {
+        self.finish(ctx, &mut e);
         if self.audit.record(e).is_err() {
-            return self.overloaded(id);
+            return audit_full();
         }
-        self.count(ctx, tool, decision);
-        denied(id, &d)
-    }
-
-    fn overloaded(&self, id: Option<&Value>) -> Response<Body> {
-        turned_away(
-            id,
-            "the gateway's audit backlog is full; no call can be decided until it drains",
-        )
+        EdgeError::Denied(d)
     }
 
     /// The annotations of a tool: from the catalog, else fetched from the upstream, else the
@@ -810,56 +533,17 @@ impl Gateway {
             .unwrap_or_else(ToolInfo::unknown)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn facts(
-        &self,
-        ctx: &Ctx,
-        action: Action,
-        tool: &str,
-        info: &ToolInfo,
-        arguments: Map<String, Value>,
-        detections: Vec<String>,
-        now_ms: u64,
-    ) -> CallFacts {
-        let (hour, weekday) = hour_weekday(now_ms);
-        CallFacts {
-            agent: ctx.agent.id.clone(),
-            roles: ctx.agent.roles.clone(),
-            labels: ctx.agent.labels.clone(),
-            action,
-            server: ctx.server.clone(),
-            tool: tool.to_string(),
-            read_only: info.read_only,
-            destructive: info.destructive,
-            idempotent: info.idempotent,
-            open_world: info.open_world,
-            arguments,
-            session: ctx.session_id.clone().unwrap_or_default(),
-            hour,
-            weekday,
-            region: self.settings.region.clone(),
-            detections,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn call(
-        &self,
-        ctx: Ctx,
-        id: Value,
-        method: &str,
-        action: Action,
-        name: String,
-        arguments: Map<String, Value>,
-        body: Bytes,
-    ) -> Response<Body> {
+    /// A named call: decided by the pipeline, an approval asked for when the policy wants one,
+    /// forwarded with its audit record held until the upstream answers.
+    async fn call(&self, ctx: Ctx, call: Named<'_>, body: Bytes) -> Response<Body> {
+        let id = call.id.clone();
         let admission = self.audit.admission();
         if admission == Admission::Full {
             metrics::counter!("agentgate_edge_audit_turned_away_total").increment(1);
-            return self.overloaded(Some(&id));
+            return audit_full().reply(Some(&id));
         }
-        let info = match action {
-            Action::CallTool => self.tool_info(&ctx, &name).await,
+        let info = match call.action {
+            Action::CallTool => self.tool_info(&ctx, &call.name).await,
             // Reading a resource or a prompt changes nothing.
             _ => ToolInfo {
                 read_only: true,
@@ -869,124 +553,49 @@ impl Gateway {
                 digest: String::new(),
             },
         };
-        let digest = args_digest(&arguments);
-        let detections = detect(&arguments);
         let now_ms = self.clock.now_ms();
-        let facts = self.facts(&ctx, action, &name, &info, arguments, detections, now_ms);
-        let tool = Some(name.as_str());
-        if admission == Admission::DenyOnly {
-            let d = overload(
-                "the gateway's audit backlog is nearly full; calls are refused until it drains",
-            );
-            return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, None);
-        }
-        if action == Action::CallTool && !info.matches_pin(&name, &ctx.upstream.pinned_tools) {
-            let d = Denial::new(
-                code::POLICY_DENIED,
-                format!(
-                    "tool `{name}`'s definition does not match the digest pinned for server `{}`",
-                    ctx.server
-                ),
-            );
-            return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, None);
-        }
-        let decided = child_span!(ctx.span, "agentgate.decide").in_scope(|| {
-            decide_call(
-                &ctx.view.state,
-                &self.policies,
-                &facts,
-                &ctx.agent,
-                self.follower.is_fresh(),
-                now_ms,
-                self.settings.retry_after_ms,
-            )
-        });
-        let shadow = decided.shadow.map(|o| match o {
-            Outcome::Allow => Decision::Allow,
-            Outcome::Deny => Decision::Deny,
-            Outcome::RequireApproval => Decision::RequireApproval,
-        });
-        let (version, policy_ids, reason) = match decided.verdict {
-            Verdict::Deny(d, version) => {
-                return self.deny(&ctx, Some(&id), method, tool, Some(digest), d, version);
-            }
-            Verdict::Allow {
-                version,
-                policy_ids,
-            } => (version, policy_ids, String::new()),
-            Verdict::RequireApproval {
-                version,
-                policy_ids,
-            } => {
-                let call = Call {
-                    tenant: &ctx.agent.tenant,
-                    agent: &ctx.agent.id,
-                    tool: &name,
-                    args_digest: &digest,
-                    reason: &format!("{method} `{name}` by agent `{}`", ctx.agent.id),
-                };
-                match self.approvals.resolve(&ctx.view.state, &call, now_ms).await {
-                    Ok(Resolution::Consumed(aid)) => {
-                        (version, policy_ids, format!("approval `{aid}` used"))
-                    }
-                    Ok(Resolution::Pending(aid)) => {
-                        let d = Denial {
-                            policy_ids,
-                            approval_id: Some(aid.clone()),
-                            ..Denial::new(
-                                code::APPROVAL_REQUIRED,
-                                format!(
-                                    "this call needs an operator's approval: once approval `{aid}` is approved, retry with identical arguments (it will be allowed once)"
-                                ),
-                            )
-                        };
-                        return self.deny(
-                            &ctx,
-                            Some(&id),
-                            method,
-                            tool,
-                            Some(digest),
-                            d,
-                            Some(version),
-                        );
-                    }
-                    Err(e) => {
-                        let d = Denial {
-                            policy_ids,
-                            retry_after_ms: Some(self.settings.retry_after_ms),
-                            ..Denial::new(
-                                code::APPROVAL_REQUIRED,
-                                format!(
-                                    "this call needs an operator's approval, which cannot be checked now: {e}"
-                                ),
-                            )
-                        };
-                        return self.deny(
-                            &ctx,
-                            Some(&id),
-                            method,
-                            tool,
-                            Some(digest),
-                            d,
-                            Some(version),
-                        );
-                    }
-                }
-            }
+        let env = self.env(now_ms);
+        let request = pipeline::Call {
+            method: call.method,
+            action: call.action,
+            name: &call.name,
+            arguments: call.arguments,
+            info: &info,
+            admission,
         };
-        let mut e = self.entry(&ctx, method, tool, Decision::Allow);
-        e.args_digest = Some(digest);
-        e.reason = reason;
-        e.policy_version = Some(version);
-        e.policy_ids = policy_ids;
-        e.shadow_decision = shadow;
-        trace_decision(&e);
+        let mut decided = child_span!(ctx.span, "agentgate.decide").in_scope(|| {
+            pipeline::decide_request(&ctx.view, &self.policies, &ctx.caller(), request, &env)
+        });
+        if decided.verdict == Verdict::NeedsApproval {
+            let e = &decided.entry;
+            let reason = pipeline::approval_reason(e);
+            let ask = approvals::Call {
+                tenant: &e.tenant,
+                agent: &e.agent,
+                tool: e.tool.as_deref().unwrap_or_default(),
+                args_digest: e.args_digest.as_deref().unwrap_or_default(),
+                reason: &reason,
+            };
+            let resolution = self.approvals.resolve(&ctx.view.state, &ask, now_ms).await;
+            decided = pipeline::settle(decided, resolution, self.settings.retry_after_ms);
+        }
+        let mut e = decided.entry;
+        match decided.verdict {
+            Verdict::Allow => {}
+            Verdict::Deny(d) => return self.record_denial(&ctx, e, d).reply(Some(&id)),
+            Verdict::NeedsApproval => {
+                // `settle` always decides; refuse rather than forward undecided.
+                let d = Denial::new(crate::gate::code::APPROVAL_REQUIRED, "approval unresolved");
+                pipeline::deny(&mut e, &d);
+                return self.record_denial(&ctx, e, d).reply(Some(&id));
+            }
+        }
+        self.finish(&ctx, &mut e);
         let Ok(held) = self.audit.hold(e) else {
-            return self.overloaded(Some(&id));
+            return audit_full().reply(Some(&id));
         };
-        self.count(&ctx, tool, Decision::Allow);
-        let watched = self.watched(&ctx, Some(name), info.read_only, Some(id.clone()));
-        self.forward_held(ctx, body, watched, held, Some(&id)).await
+        let watched = self.watched(&ctx, Some(call.name), info.read_only, Some(id.clone()));
+        self.forward_held(ctx, body, watched, held, &id).await
     }
 
     /// Forwards an allowed call whose audit record is held, completing the record with the
@@ -996,8 +605,8 @@ impl Gateway {
         ctx: Ctx,
         body: Bytes,
         watched: Watched,
-        mut held: crate::audit::Held,
-        id: Option<&Value>,
+        mut held: Held,
+        id: &Value,
     ) -> Response<Body> {
         let sent = self.clock.monotonic();
         let result = self.send(&ctx, Method::POST, body).await;
@@ -1026,7 +635,7 @@ impl Gateway {
                     e.reason = err.to_string();
                 }
                 held.commit();
-                upstream_failed(id, &err.to_string())
+                EdgeError::Upstream(err.to_string()).reply(Some(id))
             }
         }
     }
@@ -1034,16 +643,15 @@ impl Gateway {
     async fn list_tools(&self, ctx: Ctx, id: Value, body: Bytes) -> Response<Body> {
         let method = "tools/list";
         if self.audit.admission() != Admission::Open {
-            return self.overloaded(Some(&id));
+            return audit_full().reply(Some(&id));
         }
-        if let Some(d) = self.tenant_gate(&ctx) {
-            return self.deny(&ctx, Some(&id), method, None, None, d, None);
+        let now_ms = self.clock.now_ms();
+        if let Some(d) = pipeline::gate(&ctx.view, &ctx.caller(), &self.env(now_ms)) {
+            return self.refuse(&ctx, method, d, now_ms).reply(Some(&id));
         }
         let resp = match self.send(&ctx, Method::POST, body).await {
             Ok(r) => r,
-            Err(e) => {
-                return upstream_failed(Some(&id), &e.to_string());
-            }
+            Err(e) => return EdgeError::Upstream(e.to_string()).reply(Some(&id)),
         };
         let status = resp.status();
         if !status.is_success() {
@@ -1054,9 +662,7 @@ impl Gateway {
         let bytes =
             match upstream::read_whole(resp.into_body(), upstream::WHOLE_REPLY_BYTES_MAX).await {
                 Ok(b) => b,
-                Err(e) => {
-                    return upstream_failed(Some(&id), &e.to_string());
-                }
+                Err(e) => return EdgeError::Upstream(e.to_string()).reply(Some(&id)),
             };
         let (filtered, shown, total) = if sse_reply {
             let text = String::from_utf8_lossy(&bytes);
@@ -1078,19 +684,20 @@ impl Gateway {
             (Bytes::from(sse::write(&events)), shown, total)
         } else {
             let Ok(mut msg) = serde_json::from_slice::<Value>(&bytes) else {
-                return upstream_failed(Some(&id), "the upstream's tools/list reply is not JSON");
+                return EdgeError::Upstream("the upstream's tools/list reply is not JSON".into())
+                    .reply(Some(&id));
             };
             let (shown, total) = self.filter_tools(&ctx, &mut msg).unwrap_or((0, 0));
             (Bytes::from(msg.to_string()), shown, total)
         };
-        let mut e = self.entry(&ctx, method, None, Decision::Allow);
+        let mut e = pipeline::entry(&ctx.caller(), method, None, self.clock.now_ms());
+        e.decision = Decision::Allow;
         e.reason = format!("{shown} of {total} tools shown");
         e.upstream_status = Some(status.as_u16());
-        trace_decision(&e);
+        self.finish(&ctx, &mut e);
         if self.audit.record(e).is_err() {
-            return self.overloaded(Some(&id));
+            return audit_full().reply(Some(&id));
         }
-        self.count(&ctx, None, Decision::Allow);
         head.remove(CONTENT_LENGTH);
         let mut r = Response::new(Full::new(filtered).map_err(|e| match e {}).boxed_unsync());
         *r.status_mut() = status;
@@ -1104,34 +711,13 @@ impl Gateway {
         let tools = msg.get_mut("result")?.get_mut("tools")?.as_array_mut()?;
         self.catalog.learn(&ctx.agent.tenant, &ctx.server, tools);
         let total = tools.len();
-        let now_ms = self.clock.now_ms();
-        let fresh = self.follower.is_fresh();
+        let env = self.env(self.clock.now_ms());
+        let caller = ctx.caller();
         tools.retain(|t| {
             let Some((name, info)) = ToolInfo::from_definition(t) else {
                 return false;
             };
-            if !info.matches_pin(&name, &ctx.upstream.pinned_tools) {
-                return false;
-            }
-            let facts = self.facts(
-                ctx,
-                Action::CallTool,
-                &name,
-                &info,
-                Map::new(),
-                vec![],
-                now_ms,
-            );
-            let decided = decide_call(
-                &ctx.view.state,
-                &self.policies,
-                &facts,
-                &ctx.agent,
-                fresh,
-                now_ms,
-                self.settings.retry_after_ms,
-            );
-            !matches!(decided.verdict, Verdict::Deny(..))
+            pipeline::shows_tool(&ctx.view, &self.policies, &caller, &env, &name, &info)
         });
         Some((tools.len(), total))
     }
@@ -1157,16 +743,11 @@ impl Gateway {
             _ => None,
         });
         if let Some((id, why)) = refused {
-            return rpc_error(
-                StatusCode::OK,
-                Some(&id),
-                mcp::code::INVALID_REQUEST,
-                &why,
-                None,
-            );
+            return EdgeError::NotInBatch(why).reply(Some(&id));
         }
-        if let Some(d) = self.tenant_gate(&ctx) {
-            return self.deny(&ctx, None, "batch", None, None, d, None);
+        let now_ms = self.clock.now_ms();
+        if let Some(d) = pipeline::gate(&ctx.view, &ctx.caller(), &self.env(now_ms)) {
+            return self.refuse(&ctx, "batch", d, now_ms).reply(None);
         }
         let watched = self.watched(&ctx, None, false, None);
         self.forward_and_relay(ctx, Method::POST, body, Some(watched), None)
@@ -1175,27 +756,17 @@ impl Gateway {
 
     async fn get_stream(&self, ctx: Ctx) -> Response<Body> {
         if !accepts(&ctx.headers, "text/event-stream") {
-            return rpc_error(
-                StatusCode::NOT_ACCEPTABLE,
-                None,
-                mcp::code::INVALID_REQUEST,
-                "Accept must list text/event-stream",
-                None,
-            );
+            return EdgeError::NotAcceptable("text/event-stream").reply(None);
         }
         if ctx.session.is_none() {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                mcp::code::INVALID_REQUEST,
-                "a GET stream needs an Mcp-Session-Id",
-                None,
-            );
+            return EdgeError::NeedsSession("a GET stream").reply(None);
         }
-        if let Some(d) = self.tenant_gate(&ctx) {
-            let mut r = self.deny(&ctx, None, "GET", None, None, d, None);
-            *r.status_mut() = StatusCode::FORBIDDEN;
-            return r;
+        let now_ms = self.clock.now_ms();
+        if let Some(d) = pipeline::gate(&ctx.view, &ctx.caller(), &self.env(now_ms)) {
+            return match self.refuse(&ctx, "GET", d, now_ms) {
+                EdgeError::Denied(d) => EdgeError::StreamRefused(d).reply(None),
+                other => other.reply(None),
+            };
         }
         let watched = self.watched(&ctx, None, false, None);
         self.forward_and_relay(ctx, Method::GET, Bytes::new(), Some(watched), None)
@@ -1204,13 +775,7 @@ impl Gateway {
 
     async fn delete(&self, ctx: Ctx) -> Response<Body> {
         if ctx.session.is_none() {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                mcp::code::INVALID_REQUEST,
-                "DELETE needs an Mcp-Session-Id",
-                None,
-            );
+            return EdgeError::NeedsSession("DELETE").reply(None);
         }
         self.forward_and_relay(ctx, Method::DELETE, Bytes::new(), None, None)
             .await
@@ -1246,7 +811,7 @@ impl Gateway {
         *req.method_mut() = method;
         *req.uri_mut() = ctx.uri.clone();
         let h = req.headers_mut();
-        for name in FORWARD_REQUEST {
+        for name in upstream::FORWARD_REQUEST {
             for v in ctx.headers.get_all(name) {
                 h.append(name, v.clone());
             }
@@ -1276,134 +841,19 @@ impl Gateway {
     ) -> Response<Body> {
         match self.send(&ctx, method, body).await {
             Ok(resp) => self.relay(ctx, resp, watched, initialize),
-            Err(e) => upstream_failed(None, &e.to_string()),
-        }
-    }
-
-    /// Relays an upstream reply: allowlisted headers, the session id sealed into a token, the
-    /// body streamed (SSE watched for kill switches).
-    fn relay(
-        &self,
-        ctx: Ctx,
-        resp: Response<Incoming>,
-        watched: Option<Watched>,
-        initialize: Option<String>,
-    ) -> Response<Body> {
-        let (parts, incoming) = resp.into_parts();
-        let mut out_headers = HeaderMap::new();
-        copy_response_headers(&parts.headers, &mut out_headers);
-        if let Some(upstream_sid) = header(&parts.headers, MCP_SESSION_ID.as_str()) {
-            if upstream_sid.len() > crate::session::SESSION_ID_BYTES_MAX {
-                return upstream_failed(None, "the upstream's session id is too long");
-            }
-            let session = Session {
-                tenant: ctx.agent.tenant.clone(),
-                server: ctx.server.clone(),
-                agent: ctx.agent.id.clone(),
-                upstream: upstream_sid.to_string(),
-                revision: initialize
-                    .or_else(|| ctx.session.as_ref().map(|s| s.revision.clone()))
-                    .unwrap_or_else(|| ctx.revision.clone()),
-            };
-            if let Ok(v) = HeaderValue::from_str(&self.sessions.seal(&session)) {
-                out_headers.insert(MCP_SESSION_ID, v);
-            }
-        }
-        let stream = upstream::is_event_stream(&parts.headers);
-        let permit = ctx.permit;
-        let body: Body = match watched {
-            Some(w) if stream => self.pump(incoming, w, permit),
-            _ => incoming
-                .map_frame(move |f| {
-                    let _held_until_the_body_ends = &permit;
-                    f
-                })
-                .map_err(BoxError::from)
-                .boxed_unsync(),
-        };
-        let mut r = Response::new(body);
-        *r.status_mut() = parts.status;
-        *r.headers_mut() = out_headers;
-        r
-    }
-
-    /// Relays a stream through a bounded channel, ending it when a kill switch covering the
-    /// call arrives or the agent goes away (dropping the upstream body cancels upstream).
-    fn pump(
-        &self,
-        mut incoming: Incoming,
-        w: Watched,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Body {
-        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(STREAM_FRAMES_BUFFERED);
-        let mut view = self.view.clone();
-        let clock = self.clock.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            // A switch committed between the decision and now counts too.
-            view.mark_changed();
-            loop {
-                tokio::select! {
-                    biased;
-                    changed = view.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                        let state = view.borrow_and_update().state.clone();
-                        if let Some(d) = gate::kill_switch(&state, &w.subject(), clock.now_ms()) {
-                            metrics::counter!("agentgate_edge_streams_aborted_total").increment(1);
-                            if let Some(id) = &w.request_id {
-                                let event = sse::message_event(&denial_body(Some(id), &d).to_string());
-                                let _ = tx.send(Ok(Frame::data(Bytes::from(event)))).await;
-                            }
-                            break;
-                        }
-                    }
-                    () = tx.closed() => break,
-                    frame = incoming.frame() => match frame {
-                        None => break,
-                        Some(Ok(f)) => {
-                            if tx.send(Ok(f)).await.is_err() {
-                                break;
-                            }
-                        }
-                        Some(Err(e)) => {
-                            let _ = tx.send(Err(e.into())).await;
-                            break;
-                        }
-                    },
-                }
-            }
-        });
-        StreamBody::new(ReceiverStream::new(rx)).boxed_unsync()
-    }
-}
-
-fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for name in FORWARD_RESPONSE {
-        for v in from.get_all(name) {
-            to.append(name, v.clone());
+            Err(e) => EdgeError::Upstream(e.to_string()).reply(None),
         }
     }
 }
 
-/// Keeps the policy cache warm: compiles every version a tenant enforces, shadows or rolls out
-/// to as soon as the replica names it, off the request path.
-pub fn precompile(state: &State, policies: &PolicyCache) {
-    let mut wanted: BTreeMap<(String, String), ()> = BTreeMap::new();
-    for t in state.tenants.values() {
-        for v in [&t.policy_version, &t.shadow_version].into_iter().flatten() {
-            wanted.insert((t.id.clone(), v.clone()), ());
-        }
-    }
-    for r in state.rollouts.values() {
-        wanted.insert((r.tenant.clone(), r.to_version.clone()), ());
-    }
-    for (tenant, version) in wanted.keys() {
-        if !policies.contains(tenant, version) {
-            let _ = policies.get(state, tenant, version);
-        }
-    }
+/// A named call as parsed: the request id, the method, the tool (or resource, or prompt) and
+/// the arguments.
+struct Named<'a> {
+    id: Value,
+    method: &'a str,
+    action: Action,
+    name: String,
+    arguments: Map<String, Value>,
 }
 
 #[cfg(test)]
@@ -1437,12 +887,5 @@ mod tests {
         assert!(accepts(&h, "text/event-stream"));
         h.insert(ACCEPT, HeaderValue::from_static("application/*"));
         assert!(accepts(&h, "application/json") && !accepts(&h, "text/event-stream"));
-    }
-
-    #[test]
-    fn time_facts_are_utc_hour_and_iso_weekday() {
-        assert_eq!(hour_weekday(0), (0, 4)); // Thursday 1970-01-01 00:00
-        assert_eq!(hour_weekday(1_763_719_200_000), (10, 5)); // Friday 2025-11-21 10:00 UTC
-        assert_eq!(hour_weekday(1_763_856_000_000), (0, 7)); // Sunday 2025-11-23
     }
 }

@@ -25,9 +25,10 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::decision::PolicyCache;
 use crate::follower::{self, Follower, FollowerConfig};
-use crate::proxy::{Gateway, Settings, View, precompile};
+use crate::proxy::{Gateway, Settings};
 use crate::session::SessionKeys;
 use crate::upstream::Upstreams;
+use crate::view::{View, precompile};
 
 /// Largest request head (request line and headers) accepted, bytes.
 pub const HEAD_BYTES_MAX: usize = 64 * 1024;

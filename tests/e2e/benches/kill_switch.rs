@@ -31,8 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentgate_edge::config::Config;
-use agentgate_edge::proxy::{Gateway, View};
+use agentgate_edge::proxy::Gateway;
 use agentgate_edge::server::{self, Listeners};
+use agentgate_edge::view::View;
 use agentgate_model::Op;
 use agentgate_model::entity::Scope;
 use agentgate_runtime::clock::SystemClock;

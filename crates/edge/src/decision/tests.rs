@@ -103,9 +103,7 @@ fn facts(tool: &str, read_only: bool, destructive: bool) -> CallFacts {
 
 fn decide(s: &State, f: &CallFacts, fresh: bool) -> Decided {
     let keys = AgentKeys::build(s);
-    let agent = keys
-        .authenticate(s, Some(&format!("Bearer {KEY}")))
-        .unwrap();
+    let agent = keys.authenticate(Some(&format!("Bearer {KEY}"))).unwrap();
     decide_call(s, &PolicyCache::new(16), f, agent, fresh, 100, 250)
 }
 
@@ -120,17 +118,17 @@ fn denial(d: &Decided) -> &Denial {
 fn authentication() {
     let mut s = state();
     let keys = AgentKeys::build(&s);
-    assert_eq!(keys.authenticate(&s, None), Err(AuthError::Missing));
+    assert_eq!(keys.authenticate(None), Err(AuthError::Missing));
     assert_eq!(
-        keys.authenticate(&s, Some("Basic abc")),
+        keys.authenticate(Some("Basic abc")),
         Err(AuthError::Missing)
     );
     assert_eq!(
-        keys.authenticate(&s, Some("Bearer nope")),
+        keys.authenticate(Some("Bearer nope")),
         Err(AuthError::Unknown)
     );
     assert_eq!(
-        keys.authenticate(&s, Some(&format!("Bearer {KEY}")))
+        keys.authenticate(Some(&format!("Bearer {KEY}")))
             .map(|a| a.id.as_str()),
         Ok("bot")
     );
@@ -143,7 +141,7 @@ fn authentication() {
     );
     let keys = AgentKeys::build(&s);
     assert_eq!(
-        keys.authenticate(&s, Some(&format!("Bearer {KEY}"))),
+        keys.authenticate(Some(&format!("Bearer {KEY}"))),
         Err(AuthError::Revoked("bot".into()))
     );
 }
