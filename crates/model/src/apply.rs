@@ -234,8 +234,8 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
         Op::EngageSwitch {
             scope,
             reason,
-            expires_ms,
-        } => switches::engage(s, cmd, revision, scope, reason, expires_ms),
+            ttl_ms,
+        } => switches::engage(s, cmd, revision, scope, reason, ttl_ms),
         Op::ReleaseSwitch { scope } => switches::release(s, scope),
         Op::ExpireSwitches => switches::expire(s, cmd),
         Op::SetQuota {

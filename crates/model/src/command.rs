@@ -113,8 +113,10 @@ pub enum Op {
         scope: Scope,
         #[serde(default)]
         reason: String,
-        /// Absolute expiry, leader time.
-        expires_ms: Option<u64>,
+        /// Lifetime, resolved against the command's stamped leader time: the switch expires at
+        /// `time_ms + ttl_ms` (so an operator's skewed clock cannot shift it). None: until
+        /// released.
+        ttl_ms: Option<u64>,
     },
     ReleaseSwitch {
         scope: Scope,

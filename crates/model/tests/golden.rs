@@ -110,7 +110,7 @@ fn commands() -> Vec<Command> {
             Op::EngageSwitch {
                 scope: Scope::Global,
                 reason: "incident".into(),
-                expires_ms: Some(1_800_000_000_000),
+                ttl_ms: Some(3_600_000),
             },
         ),
         c(
@@ -121,7 +121,7 @@ fn commands() -> Vec<Command> {
                     tool: "rm".into(),
                 },
                 reason: String::new(),
-                expires_ms: None,
+                ttl_ms: None,
             },
         ),
         c(

@@ -509,7 +509,7 @@ async fn bad_input_is_rejected_with_clear_errors_and_changes_nothing() {
             &Op::EngageSwitch {
                 scope: Scope::Global,
                 reason: big_reason,
-                expires_ms: None,
+                ttl_ms: None,
             },
         )
         .await

@@ -169,7 +169,6 @@ fn validate_only_checks_static_configuration() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_leader_sweeps_expired_switches_and_approvals() {
     use agentgate_model::entity::{ApprovalState, Entity, Scope};
-    use agentgate_runtime::clock::{Clock, SystemClock};
     use std::collections::BTreeMap;
 
     let c = Cluster::start_initialized(3, &[]).await;
@@ -187,13 +186,12 @@ async fn the_leader_sweeps_expired_switches_and_approvals() {
     )
     .await
     .unwrap();
-    let now = SystemClock.now_ms();
     c.propose(
         leader,
         &Op::EngageSwitch {
             scope: Scope::Global,
             reason: "short".into(),
-            expires_ms: Some(now + 300),
+            ttl_ms: Some(300),
         },
     )
     .await
@@ -205,7 +203,7 @@ async fn the_leader_sweeps_expired_switches_and_approvals() {
                 region: "eu".into(),
             },
             reason: "long".into(),
-            expires_ms: None,
+            ttl_ms: None,
         },
     )
     .await

@@ -220,7 +220,7 @@ impl Cluster {
             let op = Op::EngageSwitch {
                 scope,
                 reason: String::new(),
-                expires_ms: None,
+                ttl_ms: None,
             };
             self.propose(via, &op).await.unwrap();
         }

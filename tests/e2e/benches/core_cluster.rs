@@ -42,7 +42,7 @@ async fn switch_latency(c: &Cluster, via: u64) -> Vec<Duration> {
                 session: format!("s{}", i % 64),
             },
             reason: "bench".into(),
-            expires_ms: None,
+            ttl_ms: None,
         };
         let req = ProposeRequest {
             op_json: serde_json::to_vec(&op).unwrap(),

@@ -178,7 +178,7 @@ fn pause() -> Op {
     Op::EngageSwitch {
         scope: Scope::Global,
         reason: "bench".into(),
-        expires_ms: None,
+        ttl_ms: None,
     }
 }
 

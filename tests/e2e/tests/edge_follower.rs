@@ -51,7 +51,7 @@ async fn follower_tracks_switches_fails_over_and_goes_stale_without_the_core() {
             &Op::EngageSwitch {
                 scope: Scope::Global,
                 reason: "drill".into(),
-                expires_ms: None,
+                ttl_ms: None,
             },
         )
         .await

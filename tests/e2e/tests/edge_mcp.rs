@@ -156,7 +156,7 @@ async fn python_sdk_default_and_legacy_through_the_edge() {
                         tenant: "acme".into(),
                     },
                     reason: "incident 42".into(),
-                    expires_ms: None,
+                    ttl_ms: None,
                 },
             )
             .await
@@ -358,7 +358,7 @@ async fn a_global_pause_reaches_every_edge() {
         &Op::EngageSwitch {
             scope: Scope::Global,
             reason: "stop everything".into(),
-            expires_ms: None,
+            ttl_ms: None,
         },
     )
     .await
@@ -465,7 +465,7 @@ async fn a_kill_switch_ends_a_stream_in_flight() {
                 tool: "slow_count".into(),
             },
             reason: "runaway".into(),
-            expires_ms: None,
+            ttl_ms: None,
         },
     )
     .await

@@ -202,7 +202,7 @@ fn op(kind: &AdminKind, rng: &mut StdRng) -> Option<Op> {
         AdminKind::Engage(s) => Op::EngageSwitch {
             scope: s.clone(),
             reason: "sim".into(),
-            expires_ms: None,
+            ttl_ms: None,
         },
         AdminKind::Release(s) => Op::ReleaseSwitch { scope: s.clone() },
         AdminKind::PushPolicy(v) => Op::PushPolicy {

@@ -36,20 +36,23 @@ fn describe(scope: &Scope) -> String {
 }
 
 async fn engage(ctx: &mut Ctx, scope: Scope, opts: SwitchOpts) -> Result<()> {
-    // The expiry is absolute leader time; computed from this machine's clock, so a skewed
-    // operator clock shifts it by the skew.
-    let expires_ms = opts.ttl.map(|d| ctx.now_ms().saturating_add(millis(d)));
+    // A duration: the leader resolves it against its own stamped time, so this machine's
+    // clock plays no part.
+    let ttl_ms = opts.ttl.map(millis);
     let what = format!(
         "stopped {}{} — key `{}`",
         describe(&scope),
-        expires_ms.map_or(String::new(), |e| format!(" until {}", time(e))),
+        opts.ttl.map_or(String::new(), |d| format!(
+            " for {}",
+            humantime::format_duration(d)
+        )),
         scope.key()
     );
     ctx.change(
         Op::EngageSwitch {
             scope,
             reason: opts.reason,
-            expires_ms,
+            ttl_ms,
         },
         &what,
     )

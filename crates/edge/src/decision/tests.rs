@@ -171,7 +171,7 @@ fn switches_come_before_everything() {
         Op::EngageSwitch {
             scope: Scope::Global,
             reason: "drill".into(),
-            expires_ms: None,
+            ttl_ms: None,
         },
     );
     let d = decide(&s, &facts("read_file", true, false), false);

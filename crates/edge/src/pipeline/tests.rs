@@ -83,7 +83,7 @@ fn view(pins: BTreeMap<String, String>, switch: Option<Scope>) -> View {
             Op::EngageSwitch {
                 scope,
                 reason: "drill".into(),
-                expires_ms: None,
+                ttl_ms: None,
             },
         );
     }

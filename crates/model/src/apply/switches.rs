@@ -8,15 +8,17 @@ pub(super) fn engage(
     revision: u64,
     scope: &Scope,
     reason: &str,
-    expires_ms: &Option<u64>,
+    ttl_ms: &Option<u64>,
 ) -> Handled {
     check_scope(scope)?;
     check_text("reason", reason)?;
-    if let Some(e) = expires_ms
-        && *e <= cmd.time_ms
-    {
-        return Err(invalid("the switch would expire before it is engaged"));
+    if *ttl_ms == Some(0) {
+        return Err(invalid(
+            "the switch would expire as it is engaged: give a positive ttl",
+        ));
     }
+    // A duration, resolved against the leader's stamped time.
+    let expires_ms = ttl_ms.map(|t| cmd.time_ms.saturating_add(t));
     check_room(s, Kind::Switch)?;
     put_one(Entity::Switch(KillSwitch {
         scope: scope.clone(),
@@ -24,7 +26,7 @@ pub(super) fn engage(
         actor: cmd.actor.clone(),
         engaged_ms: cmd.time_ms,
         engaged_revision: revision,
-        expires_ms: *expires_ms,
+        expires_ms,
     }))
 }
 

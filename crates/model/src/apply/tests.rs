@@ -338,7 +338,7 @@ fn switches_engage_release_and_expire_by_command_time() {
         Op::EngageSwitch {
             scope: scope.clone(),
             reason: "r".into(),
-            expires_ms: Some(200),
+            ttl_ms: Some(100),
         },
     );
     ok(
@@ -347,7 +347,7 @@ fn switches_engage_release_and_expire_by_command_time() {
         Op::EngageSwitch {
             scope: Scope::Global,
             reason: "g".into(),
-            expires_ms: None,
+            ttl_ms: None,
         },
     );
     assert_eq!(s.switches["tenant/t"].engaged_revision, 1);
@@ -376,7 +376,7 @@ fn switches_engage_release_and_expire_by_command_time() {
             Op::EngageSwitch {
                 scope: Scope::Global,
                 reason: String::new(),
-                expires_ms: Some(1)
+                ttl_ms: Some(0)
             }
         ),
         ApplyError::InvalidArgument(_)
@@ -591,11 +591,11 @@ fn arb_op() -> impl Strategy<Value = Op> {
             tenant,
             reason: String::new()
         }),
-        (tenant.clone(), prop::option::of(0u64..50)).prop_map(|(tenant, expires_ms)| {
+        (tenant.clone(), prop::option::of(0u64..50)).prop_map(|(tenant, ttl_ms)| {
             Op::EngageSwitch {
                 scope: Scope::Tenant { tenant },
                 reason: String::new(),
-                expires_ms,
+                ttl_ms,
             }
         }),
         tenant.clone().prop_map(|tenant| Op::ReleaseSwitch {
