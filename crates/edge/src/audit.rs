@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentgate_model::audit::AuditEntry;
-use agentgate_model::limits::{AUDIT_BATCH_RECORDS_MAX, GRPC_MESSAGE_BYTES_MAX};
+use agentgate_model::limits::{
+    AUDIT_BATCH_BYTES_MAX, AUDIT_BATCH_RECORDS_MAX, GRPC_MESSAGE_BYTES_MAX,
+};
 use agentgate_proto::pb::AppendAuditRequest;
 use agentgate_proto::pb::edge_sync_client::EdgeSyncClient;
 use tokio::sync::{Notify, watch};
@@ -226,6 +228,30 @@ impl Drop for AuditShipper {
     }
 }
 
+/// The records of `batch` that fit [`AUDIT_BATCH_BYTES_MAX`] (at least the first: a bounded
+/// entry always fits), encoded as the JSON array the core expects, and those records.
+fn encode_batch(mut batch: Vec<AuditEntry>) -> (Vec<u8>, Vec<AuditEntry>) {
+    let mut out = Vec::with_capacity(64 * batch.len());
+    out.push(b'[');
+    let mut kept = 0;
+    for e in &batch {
+        let Ok(one) = serde_json::to_vec(e) else {
+            break;
+        };
+        if kept > 0 && out.len() + one.len() + 2 > AUDIT_BATCH_BYTES_MAX {
+            break;
+        }
+        if kept > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&one);
+        kept += 1;
+    }
+    out.push(b']');
+    batch.truncate(kept);
+    (out, batch)
+}
+
 /// Creates the audit log and starts its shipper.
 pub fn start(config: AuditConfig) -> Result<(AuditLog, AuditShipper), String> {
     if config.endpoints.is_empty() {
@@ -291,9 +317,10 @@ async fn ship(
             if batch.is_empty() {
                 break;
             }
-            let Ok(records_json) = serde_json::to_vec(&batch) else {
+            let (records_json, batch) = encode_batch(batch);
+            if batch.is_empty() {
                 return;
-            };
+            }
             let Some(mut c) = clients.get(next % clients.len()).cloned() else {
                 return;
             };
@@ -336,5 +363,56 @@ async fn ship(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentgate_model::audit::Decision;
+
+    use super::*;
+
+    fn entry(seq: u64, reason_bytes: usize) -> AuditEntry {
+        AuditEntry {
+            edge_seq: seq,
+            time_ms: 1,
+            tenant: "t".into(),
+            agent: "bot".into(),
+            session: None,
+            method: "tools/call".into(),
+            tool: Some("echo".into()),
+            args_digest: None,
+            decision: Decision::Allow,
+            reason: "r".repeat(reason_bytes),
+            policy_version: None,
+            policy_ids: vec![],
+            shadow_decision: None,
+            latency_us: 0,
+            upstream_latency_us: None,
+            upstream_status: None,
+            trace_id: None,
+        }
+        .bounded()
+    }
+
+    #[test]
+    fn batches_are_cut_to_the_byte_bound_and_stay_valid_json() {
+        let small: Vec<_> = (1..=3).map(|i| entry(i, 10)).collect();
+        let (json, kept) = encode_batch(small.clone());
+        assert_eq!(kept, small);
+        assert_eq!(
+            serde_json::from_slice::<Vec<AuditEntry>>(&json).unwrap(),
+            small
+        );
+        // Records of ~1 KiB: a 4,096-record batch would be ~4 MiB, over the bound.
+        let big: Vec<_> = (1..=AUDIT_BATCH_RECORDS_MAX as u64)
+            .map(|i| entry(i, 1_000))
+            .collect();
+        let (json, kept) = encode_batch(big);
+        assert!(json.len() <= AUDIT_BATCH_BYTES_MAX, "{}", json.len());
+        assert!(kept.len() > 1000 && kept.len() < AUDIT_BATCH_RECORDS_MAX);
+        let decoded: Vec<AuditEntry> = serde_json::from_slice(&json).unwrap();
+        assert_eq!(decoded, kept);
+        assert_eq!(decoded.last().map(|e| e.edge_seq), Some(kept.len() as u64));
     }
 }

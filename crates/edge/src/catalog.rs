@@ -10,12 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::limits::TOOLS_PER_SERVER_MAX;
 use agentgate_model::digest::tool_digest;
 use moka::sync::Cache;
 use serde_json::Value;
-
-/// Most tools remembered per upstream.
-pub const TOOLS_PER_SERVER_MAX: usize = 4096;
 
 /// One tool's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,13 +7,9 @@
 
 use std::sync::LazyLock;
 
+use crate::limits::{SCAN_BYTES_MAX, SCAN_STRINGS_MAX};
 use regex::RegexSet;
 use serde_json::{Map, Value};
-
-/// Most argument bytes scanned per call.
-pub const SCAN_BYTES_MAX: usize = 256 * 1024;
-/// Most strings scanned per call.
-pub const SCAN_STRINGS_MAX: usize = 4096;
 
 static SECRET: LazyLock<Option<RegexSet>> = LazyLock::new(|| {
     RegexSet::new([

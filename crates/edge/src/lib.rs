@@ -7,6 +7,7 @@
 //!   audit entry (pure).
 //! - [`view`]: the replica and what is derived from it per revision; policy precompilation.
 //! - [`relay`]: relaying replies (sealed session ids, streams cut by kill switches).
+//! - [`limits`]: every bound of the edge's own, with their relations checked at compile time.
 //! - [`error`]: the edge's one error type and its one mapping to HTTP + JSON-RPC.
 //! - [`upstream`]: the pooled upstream client and header allowlists; [`sse`]: SSE framing.
 //! - [`session`]: signed session tokens, so legacy sessions work through any edge.
@@ -36,6 +37,7 @@ pub mod error;
 pub mod follower;
 pub mod gate;
 pub mod lease;
+pub mod limits;
 pub mod mcp;
 pub mod pipeline;
 pub mod proxy;

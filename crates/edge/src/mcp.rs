@@ -5,6 +5,7 @@
 //! and, for the stateless 2026-07-28 revision, checks the `Mcp-Method` / `Mcp-Name` headers
 //! against the body: decisions are taken from the body, never from headers alone.
 
+use crate::limits::{BATCH_MESSAGES_MAX, JSON_DEPTH_MAX};
 use serde_json::{Map, Value};
 
 /// Revisions the gateway speaks.
@@ -19,11 +20,6 @@ pub const REVISIONS: [&str; 5] = [
 pub const STATELESS: &str = "2026-07-28";
 /// `params._meta` key carrying the revision in the stateless revision.
 pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-
-/// Deepest JSON nesting accepted.
-pub const JSON_DEPTH_MAX: usize = 64;
-/// Most messages in one JSON-RPC batch (batches exist only in 2025-03-26).
-pub const BATCH_MESSAGES_MAX: usize = 64;
 
 /// JSON-RPC and MCP error codes the gateway answers with.
 pub mod code {

@@ -659,11 +659,15 @@ impl Gateway {
         }
         let sse_reply = upstream::is_event_stream(resp.headers());
         let mut head = resp.headers().clone();
-        let bytes =
-            match upstream::read_whole(resp.into_body(), upstream::WHOLE_REPLY_BYTES_MAX).await {
-                Ok(b) => b,
-                Err(e) => return EdgeError::Upstream(e.to_string()).reply(Some(&id)),
-            };
+        let bytes = match upstream::read_whole(
+            resp.into_body(),
+            crate::limits::WHOLE_REPLY_BYTES_MAX,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => return EdgeError::Upstream(e.to_string()).reply(Some(&id)),
+        };
         let (filtered, shown, total) = if sse_reply {
             let text = String::from_utf8_lossy(&bytes);
             let mut events = sse::parse(&text);

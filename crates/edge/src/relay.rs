@@ -19,16 +19,15 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{EdgeError, denial_body};
 use crate::gate::{self, Subject};
+use crate::limits::SESSION_ID_BYTES_MAX;
+use crate::limits::STREAM_FRAMES_BUFFERED;
 use crate::proxy::{Ctx, Gateway};
-use crate::session::{SESSION_ID_BYTES_MAX, Session};
+use crate::session::Session;
 use crate::sse;
 use crate::upstream::{self, BoxError, FORWARD_RESPONSE, MCP_SESSION_ID};
 
 /// The response body type of every edge reply.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-/// Frames buffered between an upstream stream and a slow agent.
-pub const STREAM_FRAMES_BUFFERED: usize = 16;
 
 /// A whole reply.
 pub fn full(

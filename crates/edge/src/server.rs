@@ -25,15 +25,11 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::decision::PolicyCache;
 use crate::follower::{self, Follower, FollowerConfig};
+use crate::limits::{H2_STREAMS_MAX, HEAD_BYTES_MAX};
 use crate::proxy::{Gateway, Settings};
 use crate::session::SessionKeys;
 use crate::upstream::Upstreams;
 use crate::view::{View, precompile};
-
-/// Largest request head (request line and headers) accepted, bytes.
-pub const HEAD_BYTES_MAX: usize = 64 * 1024;
-/// Concurrent HTTP/2 streams per agent connection.
-pub const H2_STREAMS_MAX: u32 = 256;
 
 pub struct Listeners {
     pub mcp: BoxListener,

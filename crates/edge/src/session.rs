@@ -7,16 +7,13 @@
 //! INVARIANT: a token is honoured only for the tenant, server and agent it was issued to; a
 //! token that does not verify is "session not found" (HTTP 404), which makes a client start over.
 
+use crate::limits::{SESSION_ID_BYTES_MAX, SESSION_KEY_BYTES_MIN};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Shortest accepted session key.
-pub const SESSION_KEY_BYTES_MIN: usize = 32;
-/// Longest `Mcp-Session-Id` accepted from an agent or an upstream.
-pub const SESSION_ID_BYTES_MAX: usize = 1024;
 const PREFIX: &str = "ag1.";
 
 /// What a session token carries.

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use agentgate_runtime::net::Dialer;
 use agentgate_runtime::telemetry;
 
+use crate::limits::{CATALOG_PAGES_MAX, WHOLE_REPLY_BYTES_MAX};
 use crate::mcp::{META_VERSION, STATELESS};
 use crate::sse;
 
@@ -48,11 +49,6 @@ pub const FORWARD_RESPONSE: [&str; 4] = [
     "mcp-protocol-version",
     "retry-after",
 ];
-
-/// Longest reply the edge reads whole (`tools/list` filtering, catalog fetches).
-pub const WHOLE_REPLY_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// Most `tools/list` pages the catalog fetch follows.
-pub const CATALOG_PAGES_MAX: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {

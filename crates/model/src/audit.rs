@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ids::EdgeId;
+use crate::limits::{
+    AUDIT_FIELD_BYTES_MAX, AUDIT_POLICY_IDS_MAX, AUDIT_REASON_BYTES_MAX, AUDIT_RECORD_BYTES_MAX,
+};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -69,13 +72,6 @@ pub struct AuditEntry {
     pub trace_id: Option<String>,
 }
 
-/// Longest value kept in a record's name-like fields (tenant, agent, session, tool, …).
-pub const AUDIT_FIELD_BYTES_MAX: usize = 256;
-/// Longest `reason` kept in a record.
-pub const AUDIT_REASON_BYTES_MAX: usize = 1024;
-/// Most policy ids kept in a record.
-pub const AUDIT_POLICY_IDS_MAX: usize = 32;
-
 fn cap(s: &mut String, max: usize) {
     if s.len() > max {
         let mut end = max;
@@ -110,7 +106,45 @@ impl AuditEntry {
         for id in &mut self.policy_ids {
             cap(id, AUDIT_FIELD_BYTES_MAX);
         }
+        // JSON writes a control character as six bytes: an entry that could exceed the bound
+        // once escaped is measured, and shrunk (policy ids first, then the reason) until it fits.
+        // Most entries are far below the bound and are not serialized here.
+        if 6 * self.text_bytes() + 1024 > AUDIT_RECORD_BYTES_MAX {
+            while serde_json::to_vec(&self).map_or(usize::MAX, |v| v.len()) > AUDIT_RECORD_BYTES_MAX
+            {
+                if self.policy_ids.pop().is_none() {
+                    let half = self.reason.len() / 2;
+                    if half == 0 {
+                        for f in [&mut self.tenant, &mut self.agent, &mut self.method] {
+                            cap(f, f.len() / 2);
+                        }
+                        for f in [&mut self.session, &mut self.tool, &mut self.args_digest]
+                            .into_iter()
+                            .flatten()
+                        {
+                            cap(f, f.len() / 2);
+                        }
+                    }
+                    cap(&mut self.reason, half);
+                }
+            }
+        }
         self
+    }
+
+    /// The bytes of the entry's text fields, unescaped.
+    fn text_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        self.tenant.len()
+            + self.agent.len()
+            + self.method.len()
+            + self.reason.len()
+            + opt(&self.session)
+            + opt(&self.tool)
+            + opt(&self.args_digest)
+            + opt(&self.policy_version)
+            + opt(&self.trace_id)
+            + self.policy_ids.iter().map(String::len).sum::<usize>()
     }
 }
 
@@ -296,5 +330,21 @@ mod tests {
         let size = serde_json::to_vec(&e).unwrap().len();
         assert!(size <= AUDIT_RECORD_BYTES_MAX, "{size}");
         assert!(e.tenant.len() <= AUDIT_FIELD_BYTES_MAX && e.tenant.starts_with('é'));
+        // Control characters, six bytes each once escaped, are measured and shrunk to fit too.
+        let ctrl = "\u{1}".repeat(100_000);
+        let e = AuditEntry {
+            tenant: ctrl.clone(),
+            agent: ctrl.clone(),
+            session: Some(ctrl.clone()),
+            method: ctrl.clone(),
+            tool: Some(ctrl.clone()),
+            reason: ctrl.clone(),
+            policy_ids: vec![ctrl.clone(); 1_000],
+            trace_id: Some(ctrl.clone()),
+            ..e
+        }
+        .bounded();
+        let size = serde_json::to_vec(&e).unwrap().len();
+        assert!(size <= AUDIT_RECORD_BYTES_MAX, "{size}");
     }
 }

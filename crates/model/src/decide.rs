@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::entity::PolicyPackage;
+use crate::limits::SLICE_POLICY_COPIES_MAX;
 
 /// A tenant's policy version, parsed and validated once (edges cache it by tenant and version).
 pub struct CompiledPolicy {
@@ -45,10 +46,6 @@ struct Slices {
     by_tool: HashMap<EntityUid, PolicySet>,
     general: PolicySet,
 }
-
-/// Most policy copies slicing may make (general policies × tools with their own policies);
-/// above it the full set is used.
-const SLICE_POLICY_COPIES_MAX: usize = 2_000_000;
 
 impl Slices {
     fn build(set: &PolicySet) -> Option<Slices> {

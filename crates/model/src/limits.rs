@@ -19,10 +19,14 @@ pub const RAFT_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most audit records in one `AppendAudit` batch.
 pub const AUDIT_BATCH_RECORDS_MAX: usize = 4_096;
+/// Largest `AppendAudit` batch, its records serialized (edges cut batches to fit).
+pub const AUDIT_BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// Largest single audit record, serialized.
 pub const AUDIT_RECORD_BYTES_MAX: usize = 16 * 1024;
 /// Most audit records one query returns; callers page with `after_seq`.
 pub const AUDIT_QUERY_RECORDS_MAX: usize = 10_000;
+/// Largest page of one audit query, its records serialized (the rest is the next page).
+pub const AUDIT_QUERY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Most index entries one audit query scans before it returns a page and a cursor.
 pub const AUDIT_QUERY_SCAN_MAX: usize = 1_000_000;
 /// Deltas a node keeps so that a reconnecting watcher resumes without a full snapshot.
@@ -55,3 +59,51 @@ pub const REQUEST_IDS_MAX: usize = 50_000;
 /// Largest answer kept whole for a request id; a larger one (a policy package) is kept as the
 /// key of the immutable entity it returned and read back on replay.
 pub const REQUEST_ANSWER_BYTES_MAX: usize = 16 * 1024;
+
+/// Longest value kept in a record's name-like fields (tenant, agent, session, tool, …).
+pub const AUDIT_FIELD_BYTES_MAX: usize = 256;
+
+/// Longest `reason` kept in a record.
+pub const AUDIT_REASON_BYTES_MAX: usize = 1024;
+
+/// Most policy ids kept in a record.
+pub const AUDIT_POLICY_IDS_MAX: usize = 32;
+
+/// Most policy copies slicing may make (general policies × tools with their own policies);
+/// above it the full set is used.
+pub const SLICE_POLICY_COPIES_MAX: usize = 2_000_000;
+
+/// Room reserved for what wraps a payload (a command's fields, a gRPC reply's other fields, a
+/// stored record's sequence number, edge id and hashes).
+pub const ENVELOPE_BYTES: usize = 64 * 1024;
+
+// The relations between the limits, checked when the crate compiles.
+const _: () = {
+    // A single audit record always fits a batch, a batch fits a Raft entry, an entry fits a
+    // gRPC message.
+    assert!(AUDIT_RECORD_BYTES_MAX <= AUDIT_BATCH_BYTES_MAX);
+    assert!(AUDIT_BATCH_BYTES_MAX + ENVELOPE_BYTES <= RAFT_ENTRY_BYTES_MAX);
+    assert!(RAFT_ENTRY_BYTES_MAX + ENVELOPE_BYTES <= GRPC_MESSAGE_BYTES_MAX);
+    // A policy package, even with every byte escaped twice over in JSON, fits an entry.
+    assert!(2 * POLICY_PACKAGE_BYTES_MAX <= RAFT_ENTRY_BYTES_MAX);
+    // What one AppendEntries, snapshot chunk or query page carries fits a gRPC message.
+    assert!(RAFT_PAYLOAD_BYTES_MAX + ENVELOPE_BYTES <= GRPC_MESSAGE_BYTES_MAX);
+    assert!(SNAPSHOT_CHUNK_BYTES_MAX as usize + ENVELOPE_BYTES <= GRPC_MESSAGE_BYTES_MAX);
+    assert!(AUDIT_QUERY_BYTES_MAX + ENVELOPE_BYTES <= GRPC_MESSAGE_BYTES_MAX);
+    // A stored record (an entry and its envelope) always fits a query page.
+    assert!(AUDIT_RECORD_BYTES_MAX + ENVELOPE_BYTES <= AUDIT_QUERY_BYTES_MAX);
+    // An audit entry's bounded fields fit the record bound before escaping; escaping is then
+    // measured (`AuditEntry::bounded`).
+    assert!(
+        8 * AUDIT_FIELD_BYTES_MAX
+            + AUDIT_REASON_BYTES_MAX
+            + AUDIT_POLICY_IDS_MAX * AUDIT_FIELD_BYTES_MAX
+            + 1024
+            <= AUDIT_RECORD_BYTES_MAX
+    );
+    // A request id's remembered answer is small beside an entry; names fit free text.
+    assert!(REQUEST_ANSWER_BYTES_MAX + ENVELOPE_BYTES <= RAFT_ENTRY_BYTES_MAX);
+    assert!(REQUEST_ID_BYTES_MAX <= NAME_BYTES_MAX);
+    assert!(NAME_BYTES_MAX <= TEXT_BYTES_MAX);
+    assert!(WATCH_BUFFER_EVENTS_MAX <= WATCH_RECENT_DELTAS_MAX);
+};

@@ -8,7 +8,7 @@ use agentgate_model::audit::AuditEntry;
 use agentgate_model::change::Delta;
 use agentgate_model::command::Response as OpResponse;
 use agentgate_model::limits::{
-    AUDIT_BATCH_RECORDS_MAX, RAFT_ENTRY_BYTES_MAX, WATCH_BUFFER_EVENTS_MAX,
+    AUDIT_BATCH_BYTES_MAX, AUDIT_BATCH_RECORDS_MAX, WATCH_BUFFER_EVENTS_MAX,
 };
 use agentgate_model::{State, ids::validate_name};
 use agentgate_proto::pb::edge_sync_server::EdgeSync;
@@ -188,9 +188,9 @@ impl EdgeSync for EdgeSyncRpc {
         let _t = self.app.time_rpc("edge_append_audit");
         let r = req.into_inner();
         validate_name("edge id", &r.edge_id).map_err(NodeError::from)?;
-        if r.records_json.len() > RAFT_ENTRY_BYTES_MAX {
+        if r.records_json.len() > AUDIT_BATCH_BYTES_MAX {
             return Err(NodeError::Invalid(format!(
-                "audit batch is {} bytes; the limit is {RAFT_ENTRY_BYTES_MAX} (raft_entry_bytes_max)",
+                "audit batch is {} bytes; the limit is {AUDIT_BATCH_BYTES_MAX} (audit_batch_bytes_max)",
                 r.records_json.len()
             ))
             .into());

@@ -9,6 +9,7 @@ use agentgate_model::guard::{CanaryStats, tripped};
 use agentgate_model::query::AuditFilter;
 
 use crate::app::App;
+use crate::limits::GUARD_PAGES_PER_SWEEP;
 
 /// A guarded rollout's canary decisions counted so far (leader memory; a new leader recounts).
 pub(crate) struct GuardScan {
@@ -28,9 +29,6 @@ impl GuardScan {
         }
     }
 }
-
-/// Audit pages a guard check reads per tenant per sweep (the rest waits for the next sweep).
-const GUARD_PAGES_PER_SWEEP: usize = 10;
 
 impl App {
     /// Rollbacks due because a running rollout's guard tripped (DESIGN G6), for the leader.

@@ -3,6 +3,7 @@
 //! - [`config`]: static configuration (flags / `AGENTGATE_*`).
 //! - [`app`]: proposals, linearizable reads, queries; [`membership`]: cluster membership;
 //!   [`guards`]: the rollout guards' audit scans.
+//! - [`limits`]: bounds of the node's own work (pacing, guard scans).
 //! - [`error`]: the node's one error type and its one mapping to gRPC statuses.
 //! - [`bootstrap`]: initializing or joining the cluster from an empty data directory.
 //! - [`network`] / [`raft_service`]: openraft's transport over tonic, client and server.
@@ -24,6 +25,7 @@ pub mod edge_sync;
 pub mod error;
 pub mod guards;
 pub mod http;
+pub mod limits;
 pub mod membership;
 pub mod network;
 pub mod raft_service;

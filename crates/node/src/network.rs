@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
+use crate::limits::PACING_BYTES_MIN;
 use agentgate_model::limits::{GRPC_MESSAGE_BYTES_MAX, RAFT_PAYLOAD_BYTES_MAX};
 
 pub use agentgate_runtime::channel::lazy as channel;
@@ -76,9 +77,6 @@ pub struct Conn {
 
 /// AppendEntries calls carrying entries that ran out of the heartbeat interval, per follower.
 pub const APPEND_TIMEOUTS: &str = "agentgate_raft_append_timeouts_total";
-
-/// The smallest byte budget [`Pacing`] shrinks to (one entry always goes, whatever its size).
-const PACING_BYTES_MIN: usize = 16 * 1024;
 
 /// Flow control for the AppendEntries sent to one follower.
 ///

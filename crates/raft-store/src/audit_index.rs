@@ -2,7 +2,9 @@
 //! order from the cursor, and check every record against the whole filter.
 
 use agentgate_model::audit::AuditRecord;
-use agentgate_model::limits::{AUDIT_QUERY_RECORDS_MAX, AUDIT_QUERY_SCAN_MAX};
+use agentgate_model::limits::{
+    AUDIT_QUERY_BYTES_MAX, AUDIT_QUERY_RECORDS_MAX, AUDIT_QUERY_SCAN_MAX,
+};
 use agentgate_model::query::AuditFilter;
 use openraft::StorageIOError;
 use rocksdb::{DB, Direction, IteratorMode};
@@ -24,13 +26,16 @@ fn read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_state_machine(&e).into()
 }
 
-fn get_record(db: &DB, seq: u64) -> Result<Option<AuditRecord>, StorageError> {
+/// A stored record and its size.
+fn get_record(db: &DB, seq: u64) -> Result<Option<(AuditRecord, usize)>, StorageError> {
     match db
         .get_cf(cf(db, CF_AUDIT)?, audit_key(seq))
         .map_err(read_err)?
     {
         None => Ok(None),
-        Some(v) => serde_json::from_slice(&v).map(Some).map_err(read_err),
+        Some(v) => serde_json::from_slice(&v)
+            .map(|r| Some((r, v.len())))
+            .map_err(read_err),
     }
 }
 
@@ -55,6 +60,7 @@ pub fn query(db: &DB, f: &AuditFilter) -> Result<AuditPage, StorageError> {
     };
     let mut records = Vec::new();
     let mut scanned = 0usize;
+    let mut bytes = 0usize;
     let mut last_seq = after;
     match index {
         Some((idx, value)) => {
@@ -75,12 +81,20 @@ pub fn query(db: &DB, f: &AuditFilter) -> Result<AuditPage, StorageError> {
                     continue;
                 };
                 scanned += 1;
-                last_seq = seq;
-                if let Some(r) = get_record(db, seq)?
+                if let Some((r, size)) = get_record(db, seq)?
                     && f.matches(&r)
                 {
+                    // A full page ends before this record: it leads the next one.
+                    if !records.is_empty() && bytes + size > AUDIT_QUERY_BYTES_MAX {
+                        return Ok(AuditPage {
+                            records,
+                            next_after_seq: Some(last_seq),
+                        });
+                    }
+                    bytes += size;
                     records.push(r);
                 }
+                last_seq = seq;
                 if records.len() >= limit || scanned >= AUDIT_QUERY_SCAN_MAX {
                     return Ok(AuditPage {
                         records,
@@ -97,11 +111,20 @@ pub fn query(db: &DB, f: &AuditFilter) -> Result<AuditPage, StorageError> {
             ) {
                 let (k, v) = item.map_err(read_err)?;
                 scanned += 1;
-                last_seq = decode_u64(&k).unwrap_or(last_seq);
+                let seq = decode_u64(&k).unwrap_or(last_seq);
                 let r: AuditRecord = serde_json::from_slice(&v).map_err(read_err)?;
                 if f.matches(&r) {
+                    // A full page ends before this record: it leads the next one.
+                    if !records.is_empty() && bytes + v.len() > AUDIT_QUERY_BYTES_MAX {
+                        return Ok(AuditPage {
+                            records,
+                            next_after_seq: Some(last_seq),
+                        });
+                    }
+                    bytes += v.len();
                     records.push(r);
                 }
+                last_seq = seq;
                 if records.len() >= limit || scanned >= AUDIT_QUERY_SCAN_MAX {
                     return Ok(AuditPage {
                         records,

@@ -2,6 +2,7 @@
 //! the simulation.
 //!
 //! - [`clock`]: the one place that reads time; everything else takes a [`clock::Clock`].
+//! - [`limits`]: the trace export's bounds.
 //! - [`net`]: the transport seam: every socket a binary dials or accepts goes through a
 //!   [`net::Dialer`] or [`net::Listener`] (TCP in production, turmoil in `tests/sim`).
 //! - [`channel`]: the one way to dial a core node (deadlines, keepalive).
@@ -15,6 +16,7 @@
 
 pub mod channel;
 pub mod clock;
+pub mod limits;
 pub mod net;
 pub mod ops;
 pub mod telemetry;

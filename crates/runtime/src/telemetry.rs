@@ -27,6 +27,7 @@ use opentelemetry_sdk::trace::{
 };
 use tracing_subscriber::Layer;
 
+use crate::limits::{EXPORT_BATCH_SPANS_MAX, QUEUE_SPANS_MAX};
 use crate::ops::MetricDoc;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -34,10 +35,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// The `tracing` target of the spans exported as traces.
 pub const TARGET: &str = "agentgate::trace";
-/// Finished spans waiting for export at most; beyond, spans are dropped and counted.
-pub const QUEUE_SPANS_MAX: usize = 8_192;
-/// Spans per export request at most.
-const EXPORT_BATCH_SPANS_MAX: usize = 512;
 /// How often a partial batch leaves.
 const EXPORT_INTERVAL: Duration = Duration::from_millis(500);
 /// One export request's deadline.
