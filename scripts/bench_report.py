@@ -3,7 +3,7 @@
 
   bench_report.py machine DIR COMMIT   record the machine and the commit in DIR/machine.json
   bench_report.py summary DIR          read the benchmarks' JSON in DIR, print the four tables
-                                       and the goals of DESIGN.md section 9, write summary.json
+                                       and the goals of docs/design.md §9, write summary.json
   bench_report.py compare A B          compare two runs' key figures (B against A)
 
 Exit codes: 0 done, 1 a benchmark's results are missing or unreadable, 2 bad usage.
@@ -180,7 +180,7 @@ def summary(d: Path):
             figures[f"decision_path.{fid}.median_us"] = (med / 1000, "lower")
         table("4. Decision path (criterion, in-process, per call)", ["benchmark", "median", "95 % CI"], rows)
     if goals:
-        table("Goals (DESIGN.md §9)", ["goal", "measured", "limit", ""],
+        table("Goals (design.md §9)", ["goal", "measured", "limit", ""],
               [[g["goal"], f"{g['value']:,.2f}", f"{g['limit']:,}", "met" if g["met"] else "MISSED"]
                for g in goals])
     missing = [n for n, v in (("edge_overhead", eo), ("kill_switch", ks), ("core_cluster", cc),

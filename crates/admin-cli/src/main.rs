@@ -1,4 +1,4 @@
-//! `agentgate-admin`: the operator's CLI for an AgentGate cluster (DESIGN §6).
+//! `agentgate-admin`: the operator's CLI for an AgentGate cluster (design.md §6).
 //!
 //! - [`cli`]: the command line; [`cmd`]: one module per command group.
 //! - [`client`]: endpoint selection and the Admin API calls.

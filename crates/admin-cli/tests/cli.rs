@@ -659,7 +659,7 @@ async fn errors_say_what_went_wrong_and_exit_with_the_documented_code() {
     assert_eq!(ok(&ep, &["agent", "list"]).trim(), "(none)");
 }
 
-/// DESIGN G6: a rollout whose canary denies past its guard is rolled back by the leader,
+/// design.md G6: a rollout whose canary denies past its guard is rolled back by the leader,
 /// without an operator, and the tenant is back on the previous version.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_whose_guard_trips_rolls_back_by_itself() {

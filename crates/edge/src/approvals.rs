@@ -1,4 +1,4 @@
-//! Calls that need an operator's approval (DESIGN §2 approvals, §5 `@approval("required")`).
+//! Calls that need an operator's approval (design.md §2 approvals, §5 `@approval("required")`).
 //!
 //! The edge first tries to use an approval: `ConsumeApproval` is a Raft command, so of any number
 //! of identical retries on any number of edges exactly one consumes it, and its request id makes

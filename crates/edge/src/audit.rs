@@ -1,4 +1,4 @@
-//! Ships decision records to the core's audit index (DESIGN G3: no lost audit).
+//! Ships decision records to the core's audit index (design.md G3: no lost audit).
 //!
 //! - Every decision gets a record *before* the edge acts on it: [`AuditLog::record`] assigns the
 //!   next `edge_seq` and buffers it, or refuses when the buffer is full, and then the caller must

@@ -1,4 +1,4 @@
-//! Detectors on call arguments: what they find becomes `context.detections` for Cedar (DESIGN §3),
+//! Detectors on call arguments: what they find becomes `context.detections` for Cedar (design.md §3),
 //! e.g. the default policy's `forbid … when { context.detections.contains("secret") }`.
 //!
 //! One `RegexSet` per class scans every string in the arguments (keys included), bounded in the

@@ -33,7 +33,7 @@ pub struct FollowerConfig {
     /// This edge incarnation's id.
     pub edge_id: String,
     pub region: String,
-    /// A snapshot not confirmed for this long is stale (DESIGN G1/G2 bound).
+    /// A snapshot not confirmed for this long is stale (design.md G1/G2 bound).
     pub max_staleness: Duration,
     /// How often to confirm (a third of `max_staleness` tolerates two lost confirmations).
     pub confirm_interval: Duration,

@@ -1,4 +1,4 @@
-//! The gate: the pure part of the decision path before Cedar, in DESIGN §3's order:
+//! The gate: the pure part of the decision path before Cedar, in design.md §3's order:
 //! kill switches → freshness → policy version (rollout) — and the gateway's error codes.
 //!
 //! INVARIANT: fail closed. A kill switch in any scope, a stale snapshot (unless the tenant opted

@@ -1,4 +1,4 @@
-//! The freshness lease (DESIGN G2).
+//! The freshness lease (design.md G2).
 //!
 //! The edge asks the core to confirm its snapshot: it notes when it *sent* the request, the core
 //! answers with a revision that covers every commit made before the request arrived, and once the

@@ -1,4 +1,4 @@
-//! Decision records and the tamper-evident hash chain over them (DESIGN G3, G4).
+//! Decision records and the tamper-evident hash chain over them (design.md G3, G4).
 //!
 //! Each stored [`AuditRecord`] carries a global sequence number and
 //! `hash = SHA-256("agentgate-audit-v1" ‖ prev_hash ‖ seq ‖ canonical JSON of (edge_id, entry))`.

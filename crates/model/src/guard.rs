@@ -1,4 +1,4 @@
-//! Rollout guards (DESIGN G6): the canary's decisions, counted from the audit log, against the
+//! Rollout guards (design.md G6): the canary's decisions, counted from the audit log, against the
 //! rollout's thresholds. Pure; the leader feeds it records and proposes the rollback.
 
 use crate::audit::{AuditEntry, Decision};

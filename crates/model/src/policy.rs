@@ -1,4 +1,4 @@
-//! Policy packages: content digest and Cedar validation (DESIGN G6: invalid policy never commits).
+//! Policy packages: content digest and Cedar validation (design.md G6: invalid policy never commits).
 //!
 //! The leader runs [`validate_package`] before proposing a push, so a package that fails is
 //! rejected with the validator's messages and nothing reaches the log. `apply` only re-checks the

@@ -31,7 +31,7 @@ impl GuardScan {
 }
 
 impl App {
-    /// Rollbacks due because a running rollout's guard tripped (DESIGN G6), for the leader.
+    /// Rollbacks due because a running rollout's guard tripped (design.md G6), for the leader.
     /// Counts each guarded rollout's canary decisions from the audit log incrementally.
     pub fn due_rollbacks(&self) -> Vec<Op> {
         let rollouts: Vec<Rollout> = self

@@ -27,7 +27,10 @@ pub const META_LAST_APPLIED: &[u8] = b"sm_last_applied";
 pub const META_MEMBERSHIP: &[u8] = b"sm_membership";
 /// Revision, audit head and per-edge audit acks.
 pub const META_SM: &[u8] = b"sm_meta";
+/// The current snapshot's meta (in `CF_SNAPSHOT`).
 pub const META_SNAPSHOT: &[u8] = b"current";
+/// The current snapshot's data (in `CF_SNAPSHOT`).
+pub const META_SNAPSHOT_DATA: &[u8] = b"current_data";
 
 /// The column family holding one entity kind: `entity_<kind>`, key = entity key.
 pub fn entity_cf(kind: Kind) -> String {

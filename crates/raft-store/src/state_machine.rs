@@ -195,7 +195,7 @@ impl StateMachineStore {
         }
         let revision = state.revision;
         let snapshot_bytes = db
-            .get_pinned_cf(cf(&db, CF_SNAPSHOT)?, [META_SNAPSHOT, b"_data"].concat())
+            .get_pinned_cf(cf(&db, CF_SNAPSHOT)?, META_SNAPSHOT_DATA)
             .map_err(rerr)?
             .map_or(0, |d| d.len() as u64);
         let inner = Inner {
@@ -275,7 +275,7 @@ impl StateMachineStore {
         let c = cf(&self.db, CF_SNAPSHOT)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(c, META_SNAPSHOT, serde_json::to_vec(meta).map_err(werr)?);
-        batch.put_cf(c, [META_SNAPSHOT, b"_data"].concat(), data);
+        batch.put_cf(c, META_SNAPSHOT_DATA, data);
         let mut w = WriteOptions::default();
         w.set_sync(true);
         self.db.write_opt(batch, &w).map_err(werr)?;
@@ -488,7 +488,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta: SnapshotMeta<NodeId, Node> = serde_json::from_slice(&meta).map_err(rerr)?;
         let data = self
             .db
-            .get_cf(c, [META_SNAPSHOT, b"_data"].concat())
+            .get_cf(c, META_SNAPSHOT_DATA)
             .map_err(rerr)?
             .unwrap_or_default();
         Ok(Some(Snapshot {

@@ -1,4 +1,4 @@
-//! The edge's audit shipper against real core nodes (DESIGN G3): exactly one record per
+//! The edge's audit shipper against real core nodes (design.md G3): exactly one record per
 //! decision through leader failover and a core outage; a full buffer refuses, never drops.
 #![allow(
     clippy::unwrap_used,

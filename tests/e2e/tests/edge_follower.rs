@@ -1,4 +1,4 @@
-//! The edge's follower against real core nodes: replica, failover, staleness (DESIGN G1, G2).
+//! The edge's follower against real core nodes: replica, failover, staleness (design.md G1, G2).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -25,7 +25,7 @@ use crate::topology::{
     EDGE_HTTP_PORT, GRPC_PORT, MCP_PORT, NODE_HTTP_PORT, Topology, UPSTREAM_PORT,
 };
 
-/// Edge staleness bound in the simulation (DESIGN G1/G2's `max_staleness`).
+/// Edge staleness bound in the simulation (design.md G1/G2's `max_staleness`).
 pub const MAX_STALENESS_MS: u64 = 2_000;
 pub const SESSION_KEY: &str = "sim-session-key-0123456789abcdef0123456789";
 

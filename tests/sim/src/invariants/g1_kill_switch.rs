@@ -12,7 +12,7 @@ use agentgate_model::entity::Scope;
 use super::Ctx;
 use crate::history::{AdminKind, AdminResult, Call, Outcome};
 
-/// Push bound once the cluster is healthy (DESIGN: tens of milliseconds; inter-region latency
+/// Push bound once the cluster is healthy (design.md: tens of milliseconds; inter-region latency
 /// here is up to 40 ms each way).
 pub const HEALTHY_BOUND_MS: u64 = 250;
 

@@ -4,7 +4,7 @@
 //! Agents send a unique W3C trace id with every call; the edge records it. Decided calls
 //! (admitted, or denied with a gateway code other than "overloaded", which is turned away
 //! undecided) need exactly one record. An edge crash loses the records it had not shipped yet
-//! (DESIGN promises G3 through node crashes and partitions, not through the loss of an edge's
+//! (design.md promises G3 through node crashes and partitions, not through the loss of an edge's
 //! memory): calls on a crashed incarnation need at most one. No trace id may appear twice.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The guarantees of DESIGN §4, each checked over one run's history and the healed cluster's
+//! The guarantees of design.md §4, each checked over one run's history and the healed cluster's
 //! final state. One file per invariant.
 //!
 //! | id | guarantee | what is checked |
