@@ -45,6 +45,18 @@ export AGENTGATE_CHILD_LOG="${AGENTGATE_CHILD_LOG:-off}"
 mkdir -p "$AGENTGATE_BENCH_OUT"
 
 python3 scripts/bench_report.py machine "$AGENTGATE_BENCH_OUT" "$commit"
+# Cargo hashes workspace crates by their path inside the workspace and decides freshness by
+# mtimes, so a second checkout (a worktree holding the "before" commit) sharing this target
+# directory can leave its build standing for ours. Rebuild our crates when the checkout changed;
+# the dependencies (RocksDB) stay.
+checkout="$(pwd -P)"
+if [[ -f "$CARGO_TARGET_DIR/.agentgate-checkout" && "$(cat "$CARGO_TARGET_DIR/.agentgate-checkout")" != "$checkout" ]]; then
+  echo "== another checkout built here last: rebuilding the workspace crates"
+  mapfile -t members < <(cargo metadata --no-deps --format-version 1 --locked |
+    python3 -c 'import json, sys; print("\n".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
+  cargo clean --release --locked $(printf -- '-p %s ' "${members[@]}")
+fi
+mkdir -p "$CARGO_TARGET_DIR" && echo "$checkout" >"$CARGO_TARGET_DIR/.agentgate-checkout"
 echo "== build (release)"
 cargo bench --workspace --locked --no-run
 for b in "${only[@]}"; do
