@@ -58,6 +58,9 @@ if [[ -f "$CARGO_TARGET_DIR/.agentgate-checkout" && "$(cat "$CARGO_TARGET_DIR/.a
 fi
 mkdir -p "$CARGO_TARGET_DIR" && echo "$checkout" >"$CARGO_TARGET_DIR/.agentgate-checkout"
 echo "== build (release)"
+# The benchmarks start the node and edge binaries, which `cargo bench` does not build for a
+# benchmark of another package.
+cargo build --release --workspace --locked --bins
 cargo bench --workspace --locked --no-run
 for b in "${only[@]}"; do
   echo "== $b"
