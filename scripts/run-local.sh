@@ -3,8 +3,8 @@
 #   3 core nodes (gRPC 7411/7421/7431, health+metrics 7412/7422/7432), one edge (MCP 7480,
 #   health+metrics 7481) and a demo MCP server (7490, the Python SDK), then, through
 #   agentgate-admin and a real MCP client: a tenant, an agent, an upstream and the default
-#   policy; an allowed call, a denied call, an approval, a global pause and resume, and an audit
-#   verification.
+#   policy; an allowed call, a denied call, a made-up tool refused, an approval, a global pause
+#   and resume, and an audit verification.
 #
 # Usage: scripts/run-local.sh [--keep]
 #   --keep   leave everything running after the scenario (Ctrl-C stops it) to try the CLI.
@@ -137,6 +137,9 @@ agent list "call:echo:{\"text\": \"hello from the demo\"}"
 
 step "A denied call: a secret in the arguments is detected and forbidden"
 agent 'call:echo:{"text": "aws key AKIAABCDEFGHIJKLMNOP"}'
+
+step "A tool the MCP server does not have: refused before any policy, so it asks no operator"
+agent 'call:no_such_tool:{}'
 
 step "An approval: delete_file is destructive, so the call is held until an operator approves"
 agent 'call:delete_file:{"path": "/tmp/report.txt"}'

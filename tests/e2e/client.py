@@ -32,6 +32,8 @@ GATEWAY_CODES = {
     -32084: "DENIED: no enforceable policy",
     -32085: "TURNED AWAY: overloaded",
     -32086: "upstream FAILED",
+    -32087: "REFUSED: too many approvals pending",
+    -32602: "REFUSED: invalid params",
 }
 
 
@@ -50,6 +52,8 @@ def pretty(step: str, out: dict) -> str:
         extra.append(f"approval id: {data['approval_id']}")
     if data.get("kill_switch"):
         extra.append(f"switch: {data['kill_switch']}")
+    if data.get("retry_after_ms"):
+        extra.append(f"retry after {data['retry_after_ms']} ms")
     tail = f" ({'; '.join(extra)})" if extra else ""
     return f"  {what} [{err['code']}]: {err['message']}{tail}"
 

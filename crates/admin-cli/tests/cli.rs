@@ -350,7 +350,10 @@ async fn an_operator_runs_a_tenant_through_every_command_group() {
         }
     };
     ok(&ep, &["approvals", "approve", &id_of("/tmp/a")]);
-    ok(&ep, &["approvals", "deny", &id_of("/tmp/b")]);
+    let denied = ok_json(&ep, &["approvals", "deny", &id_of("/tmp/b")]);
+    // An approval is usable at an edge once its replica holds the decision.
+    edge.wait_for_revision(denied["revision"].as_u64().unwrap())
+        .await;
     let all = ok(&ep, &["approvals", "list", "--state", "all"]);
     assert!(all.contains("approved") && all.contains("denied"), "{all}");
     let again = py_client(

@@ -1,16 +1,23 @@
 //! Calls that need an operator's approval (design.md §2 approvals, §5 `@approval("required")`).
 //!
-//! The edge first tries to use an approval: `ConsumeApproval` is a Raft command, so of any number
-//! of identical retries on any number of edges exactly one consumes it, and its request id makes
-//! a retry after a lost reply get that consumption back rather than a refusal. Failing that it reports
-//! the pending request for this exact call (same tenant, agent, tool and argument digest), or
-//! opens one. The agent gets the approval id in the error and retries once it is approved.
+//! The edge first reads where the call stands in its replica ([`standing`]): a pending request
+//! for this exact call (same tenant, agent, tool and argument digest) is reported, and a full
+//! queue refused, without asking the core, so an agent repeating a call or looping over new ones
+//! causes no Raft write. Only an approval the replica shows approved is consumed:
+//! `ConsumeApproval` is a Raft command, so of any number of identical retries on any number of
+//! edges exactly one consumes it, and its request id makes a retry after a lost reply get that
+//! consumption back rather than a refusal. Otherwise the edge requests an approval; apply folds
+//! the request into a live identical one and enforces the queue bounds itself. An approval is
+//! usable at an edge once its replica holds the decision (within the freshness bound); until
+//! then the call is answered as pending, with the same id.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentgate_client::{Client, ClientConfig, ClientError, RequestIds, Retry};
-use agentgate_model::entity::{ApprovalState, Entity};
+use agentgate_model::approval::{CallKey, Standing, standing};
+use agentgate_model::entity::{Approval, ApprovalState, Entity};
+use agentgate_model::limits::APPROVAL_RETRY_AFTER_MS_MIN;
 use agentgate_model::{Op, Response, State};
 use agentgate_runtime::net::Dialer;
 use tonic::Code;
@@ -22,6 +29,8 @@ pub enum Resolution {
     Consumed(String),
     /// Waiting for an operator: the approval's id.
     Pending(String),
+    /// The agent's or the tenant's queue of pending approvals is full: nothing was requested.
+    Full { reason: String, retry_after_ms: u64 },
 }
 
 /// One call needing approval.
@@ -66,13 +75,58 @@ impl Approvals {
         Ok(self.core.propose(op).await?.response)
     }
 
-    /// Uses an approval for this call, or reports (or opens) the pending request.
+    /// Where the call stands; asks the core only to use an approval the replica shows approved,
+    /// or to open a request the replica shows room for.
     pub async fn resolve(
         &self,
         state: &State,
         call: &Call<'_>,
         now_ms: u64,
     ) -> Result<Resolution, String> {
+        let key = CallKey {
+            tenant: call.tenant,
+            agent: call.agent,
+            tool: call.tool,
+            args_digest: call.args_digest,
+        };
+        match standing(state, &key, now_ms) {
+            Standing::Pending(a) => return Ok(Resolution::Pending(a.id.clone())),
+            Standing::Full(full) => {
+                return Ok(Resolution::Full {
+                    reason: full.to_string(),
+                    retry_after_ms: full.retry_after_ms,
+                });
+            }
+            Standing::Approved(_) => {
+                if let Some(id) = self.consume(call).await? {
+                    return Ok(Resolution::Consumed(id));
+                }
+                // Used meanwhile (through another edge): this call needs a new approval.
+            }
+            Standing::Open => {}
+        }
+        let a = match self.request(call).await? {
+            // The replica had not seen the decision yet: use it now.
+            Ok(a) if a.state == ApprovalState::Approved => match self.consume(call).await? {
+                Some(id) => return Ok(Resolution::Consumed(id)),
+                None => self.request(call).await?,
+            },
+            other => other,
+        };
+        Ok(match a {
+            Ok(a) => Resolution::Pending(a.id),
+            Err(reason) => Resolution::Full {
+                reason,
+                retry_after_ms: match standing(state, &key, now_ms) {
+                    Standing::Full(full) => full.retry_after_ms,
+                    _ => APPROVAL_RETRY_AFTER_MS_MIN,
+                },
+            },
+        })
+    }
+
+    /// Uses the approved approval for this call: its id, or `None` when there is none (any more).
+    async fn consume(&self, call: &Call<'_>) -> Result<Option<String>, String> {
         let consume = Op::ConsumeApproval {
             tenant: call.tenant.into(),
             agent: call.agent.into(),
@@ -80,26 +134,19 @@ impl Approvals {
             args_digest: call.args_digest.into(),
         };
         match self.propose(&consume).await {
-            Ok(Response::Entity(e)) => {
-                if let Entity::Approval(a) = *e {
-                    return Ok(Resolution::Consumed(a.id));
-                }
-                return Err("the core answered a consumption with something else".into());
-            }
-            Ok(_) => return Err("the core answered a consumption with something else".into()),
-            Err(e) if e.code() == Code::FailedPrecondition => {}
-            Err(e) => return Err(format!("the core cannot be asked: {e}")),
+            Ok(Response::Entity(e)) => match *e {
+                Entity::Approval(a) => Ok(Some(a.id)),
+                _ => Err("the core answered a consumption with something else".into()),
+            },
+            Ok(_) => Err("the core answered a consumption with something else".into()),
+            Err(e) if e.code() == Code::FailedPrecondition => Ok(None),
+            Err(e) => Err(format!("the core cannot be asked: {e}")),
         }
-        if let Some(a) = state.approvals.values().find(|a| {
-            a.state == ApprovalState::Pending
-                && a.tenant == call.tenant
-                && a.agent == call.agent
-                && a.tool == call.tool
-                && a.args_digest == call.args_digest
-                && a.expires_ms > now_ms
-        }) {
-            return Ok(Resolution::Pending(a.id.clone()));
-        }
+    }
+
+    /// Requests an approval for this call: the live one for it (new or folded into an identical
+    /// one), or the core's refusal when a queue is full.
+    async fn request(&self, call: &Call<'_>) -> Result<Result<Approval, String>, String> {
         let request = Op::RequestApproval {
             tenant: call.tenant.into(),
             agent: call.agent.into(),
@@ -110,10 +157,11 @@ impl Approvals {
         };
         match self.propose(&request).await {
             Ok(Response::Entity(e)) => match *e {
-                Entity::Approval(a) => Ok(Resolution::Pending(a.id)),
+                Entity::Approval(a) => Ok(Ok(a)),
                 _ => Err("the core answered an approval request with something else".into()),
             },
             Ok(_) => Err("the core answered an approval request with something else".into()),
+            Err(e) if e.code() == Code::ResourceExhausted => Ok(Err(e.to_string())),
             Err(e) => Err(format!("the approval cannot be requested: {e}")),
         }
     }

@@ -19,6 +19,7 @@ pub mod code {
     pub const NO_POLICY: i64 = -32084;
     pub const OVERLOADED: i64 = -32085;
     pub const UPSTREAM: i64 = -32086;
+    pub const APPROVALS_FULL: i64 = -32087;
 }
 
 /// Why a call is refused, as the JSON-RPC error's `data` reports it.

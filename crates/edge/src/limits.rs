@@ -26,6 +26,10 @@ pub const WHOLE_REPLY_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most `tools/list` pages the catalog fetch follows.
 pub const CATALOG_PAGES_MAX: usize = 16;
 
+/// How long a tool list the edge fetched itself answers calls for tools it does not list,
+/// milliseconds: at most one fetch per upstream per interval, whatever names agents make up.
+pub const CATALOG_REFETCH_MS: u64 = 2_000;
+
 /// Shortest accepted session key.
 pub const SESSION_KEY_BYTES_MIN: usize = 32;
 

@@ -6,7 +6,8 @@
 //! does.
 //!
 //! In design.md §3's order for a named call (`tools/call`, `resources/read`, `prompts/get`):
-//! audit admission → pinned definition → kill switches → freshness → policy version → Cedar →
+//! audit admission → a tool the upstream lists ([`unknown_tool`] otherwise; the HTTP layer looks
+//! it up, passing [`gate`] first when that costs an upstream fetch) → pinned definition → kill switches → freshness → policy version → Cedar →
 //! allow, deny, or hold for an operator's approval ([`settle`] turns the core's answer about the
 //! approval into the final verdict). Requests that name no tool pass [`gate`] (kill switches and
 //! freshness).
@@ -115,6 +116,28 @@ pub fn deny(entry: &mut AuditEntry, d: &Denial) {
     };
     entry.reason = d.reason.clone();
     entry.policy_ids = d.policy_ids.clone();
+}
+
+/// A call for a tool the upstream does not list: refused with MCP's unknown-tool error
+/// (`-32602`, "Unknown tool: NAME"), before any policy runs, and recorded as a denial.
+pub fn unknown_tool(
+    caller: &Caller<'_>,
+    method: &str,
+    name: &str,
+    now_ms: u64,
+) -> (AuditEntry, Denial) {
+    let shown = agentgate_model::ids::truncate_for_message(name);
+    let d = Denial::new(
+        crate::mcp::code::INVALID_PARAMS,
+        format!("Unknown tool: {shown}"),
+    );
+    let mut e = entry(caller, method, Some(name), now_ms);
+    deny(&mut e, &d);
+    e.reason = format!(
+        "tool `{shown}` is not in the tool list of server `{}`",
+        caller.server
+    );
+    (e, d)
 }
 
 /// The gates every request of an agent passes, tool or not: kill switches (without a tool
@@ -293,6 +316,19 @@ pub fn settle(
                 code::APPROVAL_REQUIRED,
                 format!(
                     "this call needs an operator's approval: once approval `{aid}` is approved, retry with identical arguments (it will be allowed once)"
+                ),
+            )
+        },
+        Ok(Resolution::Full {
+            reason,
+            retry_after_ms,
+        }) => Denial {
+            policy_ids,
+            retry_after_ms: Some(retry_after_ms),
+            ..Denial::new(
+                code::APPROVALS_FULL,
+                format!(
+                    "this call needs an operator's approval, and no new one can be requested now: {reason}"
                 ),
             )
         },

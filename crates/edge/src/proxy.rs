@@ -499,38 +499,66 @@ impl Gateway {
         EdgeError::Denied(d)
     }
 
-    /// The annotations of a tool: from the catalog, else fetched from the upstream, else the
-    /// cautious defaults.
-    async fn tool_info(&self, ctx: &Ctx, name: &str) -> ToolInfo {
+    /// The facts of a tool the upstream lists: from the catalog, else from the upstream's list.
+    /// A tool it does not list is refused with MCP's unknown-tool error before any policy
+    /// runs, and a list that cannot be read fails the call closed; both are audited. Before a
+    /// miss costs an upstream fetch, the call passes the gates (a stopped agent gets nothing).
+    async fn listed_tool(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        name: &str,
+    ) -> Result<ToolInfo, EdgeError> {
         let tenant = &ctx.agent.tenant;
         if let Some(i) = self.catalog.get(tenant, &ctx.server, name) {
-            return i;
+            return Ok(i);
+        }
+        let now_ms = self.clock.now_ms();
+        if let Some(d) = pipeline::gate(&ctx.view, &ctx.caller(), &self.env(now_ms)) {
+            return Err(self.refuse(ctx, method, d, now_ms));
         }
         let upstream_session = ctx.session.as_ref().map(|s| s.upstream.as_str());
-        // The upstream continues this span.
-        let span = child_span!(
-            ctx.span,
-            "agentgate.catalog",
-            otel.kind = "client",
-            mcp.method.name = "tools/list"
-        );
-        let cx = (!span.is_disabled())
-            .then(|| span.context())
-            .filter(telemetry::has_span);
-        match self
-            .upstreams
-            .fetch_tools(&ctx.uri, upstream_session, &ctx.revision, cx.as_ref())
-            .instrument(span)
-            .await
-        {
-            Ok(tools) => self.catalog.learn(tenant, &ctx.server, &tools),
-            Err(e) => {
-                tracing::warn!(tenant = %tenant, server = %ctx.server, error = %e, "cannot fetch the upstream's tools; deciding with cautious annotations");
+        let fetch = || async {
+            // The upstream continues this span.
+            let span = child_span!(
+                ctx.span,
+                "agentgate.catalog",
+                otel.kind = "client",
+                mcp.method.name = "tools/list"
+            );
+            let cx = (!span.is_disabled())
+                .then(|| span.context())
+                .filter(telemetry::has_span);
+            self.upstreams
+                .fetch_tools(&ctx.uri, upstream_session, &ctx.revision, cx.as_ref())
+                .instrument(span)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let found = self.catalog.find(tenant, &ctx.server, name, fetch).await;
+        let now_ms = self.clock.now_ms();
+        match found {
+            Ok(Some(info)) => Ok(info),
+            Ok(None) => {
+                let (e, d) = pipeline::unknown_tool(&ctx.caller(), method, name, now_ms);
+                Err(self.record_denial(ctx, e, d))
+            }
+            Err(why) => {
+                tracing::warn!(tenant = %tenant, server = %ctx.server, error = %why, "cannot read the upstream's tool list; refusing the call");
+                let why = format!("the upstream's tool list cannot be read: {why}");
+                let mut e = pipeline::entry(&ctx.caller(), method, Some(name), now_ms);
+                pipeline::deny(
+                    &mut e,
+                    &Denial::new(crate::gate::code::UPSTREAM, why.clone()),
+                );
+                e.upstream_status = Some(StatusCode::BAD_GATEWAY.as_u16());
+                self.finish(ctx, &mut e);
+                if self.audit.record(e).is_err() {
+                    return Err(audit_full());
+                }
+                Err(EdgeError::Upstream(why))
             }
         }
-        self.catalog
-            .get(tenant, &ctx.server, name)
-            .unwrap_or_else(ToolInfo::unknown)
     }
 
     /// A named call: decided by the pipeline, an approval asked for when the policy wants one,
@@ -543,7 +571,10 @@ impl Gateway {
             return audit_full().reply(Some(&id));
         }
         let info = match call.action {
-            Action::CallTool => self.tool_info(&ctx, &call.name).await,
+            Action::CallTool => match self.listed_tool(&ctx, call.method, &call.name).await {
+                Ok(info) => info,
+                Err(refused) => return refused.reply(Some(&id)),
+            },
             // Reading a resource or a prompt changes nothing.
             _ => ToolInfo {
                 read_only: true,

@@ -153,7 +153,8 @@ pub enum Op {
         tool: String,
         args_digest: String,
     },
-    /// Marks pending and approved approvals whose expiry has passed as expired.
+    /// Marks pending and approved approvals whose expiry has passed as expired, and forgets
+    /// finished ones past their retention (`APPROVALS_FINISHED_RETAIN_MS`).
     ExpireApprovals,
     /// Appends decision records; records an edge already delivered are skipped.
     AppendAudit {

@@ -6,6 +6,8 @@
 //!   kill switches, quotas, approvals) and their keys.
 //! - [`command`]: what enters the Raft log: an [`command::Op`] stamped by the leader with time.
 //! - [`state`]: the replicated state machine's in-memory image.
+//! - [`approval`]: where a call needing approval stands (the identical request, room, a full
+//!   queue), read the same way by apply and by the edge.
 //! - [`apply()`]: the pure transition `apply(state, command) -> (result, changes)`.
 //! - [`change`]: what one applied command changed, for persistence and for edge watch deltas.
 //! - [`policy`]: Cedar package validation and hashing.
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod approval;
 pub mod audit;
 pub mod cases;
 pub mod change;

@@ -45,8 +45,21 @@ pub const ROLLOUT_STEPS_MAX: usize = 32;
 pub const ROLLOUT_HISTORY_MAX: usize = 256;
 /// Most entities of one kind in the replicated state (tenants, agents, …, each counted apart).
 pub const ENTITIES_PER_KIND_MAX: usize = 1_000_000;
-/// Most approvals held per tenant (decided and consumed ones included until swept).
+/// Most approvals held per tenant, finished ones included until they are forgotten.
 pub const APPROVALS_PER_TENANT_MAX: usize = 100_000;
+/// Most approvals one agent may have pending at once: beyond it a call that needs a new
+/// approval is refused (with a `retry_after_ms`) and causes no write.
+pub const APPROVALS_PENDING_PER_AGENT_MAX: usize = 20;
+/// Most approvals pending at once in one tenant (all its agents together).
+pub const APPROVALS_PENDING_PER_TENANT_MAX: usize = 1_000;
+/// Shortest retry advice given when a queue of pending approvals is full.
+pub const APPROVAL_RETRY_AFTER_MS_MIN: u64 = 1_000;
+/// Longest retry advice given when a queue is full (a slot may free sooner, when an operator
+/// decides; a retry that finds the queue still full costs no write).
+pub const APPROVAL_RETRY_AFTER_MS_MAX: u64 = 60_000;
+/// How long a finished approval (consumed, denied, expired) is kept, leader time, before the
+/// sweep forgets it. The audit log keeps the calls it was for.
+pub const APPROVALS_FINISHED_RETAIN_MS: u64 = 24 * 60 * 60 * 1000;
 /// Default lifetime of a pending approval.
 pub const APPROVAL_TTL_MS_DEFAULT: u64 = 15 * 60 * 1000;
 /// Longest client request id (the id that makes a retried write apply once).
@@ -106,4 +119,8 @@ const _: () = {
     assert!(REQUEST_ID_BYTES_MAX <= NAME_BYTES_MAX);
     assert!(NAME_BYTES_MAX <= TEXT_BYTES_MAX);
     assert!(WATCH_BUFFER_EVENTS_MAX <= WATCH_RECENT_DELTAS_MAX);
+    // An agent's queue fits its tenant's, which fits what a tenant may hold at all.
+    assert!(APPROVALS_PENDING_PER_AGENT_MAX <= APPROVALS_PENDING_PER_TENANT_MAX);
+    assert!(APPROVALS_PENDING_PER_TENANT_MAX <= APPROVALS_PER_TENANT_MAX);
+    assert!(APPROVAL_RETRY_AFTER_MS_MIN <= APPROVAL_RETRY_AFTER_MS_MAX);
 };

@@ -1,11 +1,13 @@
 //! The leader's sweeps: which expiry commands are due at a time. Pure; the leader proposes what
 //! this returns (as `system`), and `apply` does the expiring with the command's stamped time.
 
+use crate::approval::is_forgettable;
 use crate::command::Op;
 use crate::entity::ApprovalState;
 use crate::state::State;
 
-/// The sweep commands due at `now_ms`: expired kill switches, expired approvals.
+/// The sweep commands due at `now_ms`: expired kill switches, expired approvals, finished
+/// approvals past their retention.
 pub fn due(s: &State, now_ms: u64) -> Vec<Op> {
     let mut ops = Vec::new();
     if s.switches
@@ -15,8 +17,9 @@ pub fn due(s: &State, now_ms: u64) -> Vec<Op> {
         ops.push(Op::ExpireSwitches);
     }
     if s.approvals.values().any(|a| {
-        matches!(a.state, ApprovalState::Pending | ApprovalState::Approved)
-            && a.expires_ms <= now_ms
+        (matches!(a.state, ApprovalState::Pending | ApprovalState::Approved)
+            && a.expires_ms <= now_ms)
+            || is_forgettable(a, now_ms)
     }) {
         ops.push(Op::ExpireApprovals);
     }

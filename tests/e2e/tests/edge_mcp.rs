@@ -67,17 +67,21 @@ async fn audit(c: &Cluster, tenant: &str) -> Vec<AuditRecord> {
     }
 }
 
-/// Approves the one pending approval of `tenant` through the core.
-async fn approve(c: &Cluster, id: &str) {
-    c.propose(
-        1,
-        &Op::DecideApproval {
-            id: id.into(),
-            approve: true,
-        },
-    )
-    .await
-    .unwrap();
+/// Approves an approval through the core and waits until `edge` holds the decision (an
+/// approval is usable at an edge once its replica has it).
+async fn approve(c: &Cluster, edge: &Edge, id: &str) {
+    let rev = c
+        .propose(
+            1,
+            &Op::DecideApproval {
+                id: id.into(),
+                approve: true,
+            },
+        )
+        .await
+        .unwrap()
+        .revision;
+    edge.wait_for_revision(rev).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +132,7 @@ async fn python_sdk_default_and_legacy_through_the_edge() {
         let again = py_client(&ep, key, mode, &[r#"call:delete_file:{"path":"/tmp/x"}"#]).await;
         assert_eq!(again[0]["error"]["data"]["approval_id"], json!(approval));
 
-        approve(c, &approval).await;
+        approve(c, &edge, &approval).await;
         let out = py_client(
             &ep,
             key,

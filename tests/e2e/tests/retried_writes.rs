@@ -174,6 +174,28 @@ async fn approved_call(c: &Cluster) -> String {
     a.id
 }
 
+/// The approvals the cluster holds, as an edge's replica would.
+async fn replica(c: &Cluster) -> State {
+    let (_, r) = c
+        .query(
+            2,
+            &Query::Approvals {
+                tenant: Some("t".into()),
+                state: None,
+            },
+        )
+        .await
+        .unwrap();
+    let QueryResult::Entities(es) = r else {
+        panic!("{r:?}")
+    };
+    let mut s = State::default();
+    for e in es {
+        s.put(e);
+    }
+    s
+}
+
 async fn approval_state(c: &Cluster, id: &str) -> ApprovalState {
     let (_, r) = c
         .query(
@@ -218,8 +240,9 @@ async fn a_retried_consume_after_a_lost_reply_still_allows_the_call_exactly_once
         args_digest: DIGEST,
         reason: "test",
     };
+    // The edge's replica shows the approval approved, so the consumption is its first write.
     let resolved = approvals
-        .resolve(&State::default(), &call, 0)
+        .resolve(&replica(&c).await, &call, 0)
         .await
         .unwrap();
     assert_eq!(lost.load(Ordering::SeqCst), 1, "the first reply was lost");

@@ -65,6 +65,8 @@ fn every_error() -> Vec<EdgeError> {
         code::APPROVAL_REQUIRED,
         code::NO_POLICY,
         code::OVERLOADED,
+        code::APPROVALS_FULL,
+        mcp::code::INVALID_PARAMS,
     ] {
         all.push(EdgeError::Denied(Denial::new(c, "decided")));
     }

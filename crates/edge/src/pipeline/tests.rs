@@ -261,6 +261,24 @@ fn approvals_settle_into_allow_held_or_denied() {
     assert_eq!(pending.entry.decision, Decision::RequireApproval);
     assert_eq!(pending.entry.policy_ids, held.entry.policy_ids);
 
+    let full = settle(
+        held.clone(),
+        Ok(Resolution::Full {
+            reason: "the agent already holds 20 pending approvals".into(),
+            retry_after_ms: 7_000,
+        }),
+        250,
+    );
+    let Verdict::Deny(d) = &full.verdict else {
+        panic!()
+    };
+    assert_eq!(
+        (d.code, d.retry_after_ms, d.approval_id.as_deref()),
+        (code::APPROVALS_FULL, Some(7_000), None)
+    );
+    assert!(d.reason.contains("20 pending"), "{}", d.reason);
+    assert_eq!(full.entry.decision, Decision::Deny, "nothing is held");
+
     let unknown = settle(held, Err("no core node answered".into()), 250);
     let Verdict::Deny(d) = &unknown.verdict else {
         panic!()

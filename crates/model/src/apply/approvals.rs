@@ -1,6 +1,7 @@
 //! Approvals bound to one call: request (folded when identical), decide, consume once, expire.
 
 use super::*;
+use crate::approval::{CallKey, Standing, is_forgettable, standing};
 
 /// The fields of `Op::RequestApproval`.
 pub(super) struct RequestApproval<'a> {
@@ -33,20 +34,23 @@ pub(super) fn request(s: &State, cmd: &Command, revision: u64, r: &RequestApprov
     validate_name("tool", tool)?;
     check_hex_digest("args_digest", args_digest)?;
     check_text("reason", reason)?;
-    // An agent that retries a call needing approval gets the same request back.
-    let live = s.approvals.values().find(|x| {
-        x.tenant == t
-            && x.agent == a
-            && x.tool == tool
-            && x.args_digest == args_digest
-            && matches!(x.state, ApprovalState::Pending | ApprovalState::Approved)
-            && x.expires_ms > cmd.time_ms
-    });
-    if let Some(x) = live {
-        return Ok((
-            Response::Entity(Box::new(Entity::Approval(x.clone()))),
-            vec![],
-        ));
+    // An agent that retries a call needing approval gets the same request back; a full queue
+    // takes no new one.
+    let key = CallKey {
+        tenant: t,
+        agent: a,
+        tool,
+        args_digest,
+    };
+    match standing(s, &key, cmd.time_ms) {
+        Standing::Approved(x) | Standing::Pending(x) => {
+            return Ok((
+                Response::Entity(Box::new(Entity::Approval(x.clone()))),
+                vec![],
+            ));
+        }
+        Standing::Full(full) => return Err(ApplyError::ResourceExhausted(full.to_string())),
+        Standing::Open => {}
     }
     let held = s.approvals.values().filter(|x| x.tenant == t).count();
     if held >= APPROVALS_PER_TENANT_MAX {
@@ -120,18 +124,29 @@ pub(super) fn consume(s: &State, cmd: &Command, c: &ConsumeApproval<'_>) -> Hand
     put_one(Entity::Approval(x))
 }
 
+/// Expires live approvals past their time and forgets finished ones past their retention.
 pub(super) fn expire(s: &State, cmd: &Command) -> Handled {
+    let now = cmd.time_ms;
     let changes: Vec<Change> = s
         .approvals
         .values()
-        .filter(|x| {
-            matches!(x.state, ApprovalState::Pending | ApprovalState::Approved)
-                && x.expires_ms <= cmd.time_ms
-        })
-        .map(|x| {
-            let mut x = x.clone();
-            x.state = ApprovalState::Expired;
-            put(Entity::Approval(x))
+        .filter_map(|x| {
+            if matches!(x.state, ApprovalState::Pending | ApprovalState::Approved)
+                && x.expires_ms <= now
+            {
+                let mut x = x.clone();
+                x.state = ApprovalState::Expired;
+                Some(put(Entity::Approval(x)))
+            } else if is_forgettable(x, now) {
+                Some(Change::Delete {
+                    key: EntityKey {
+                        kind: Kind::Approval,
+                        key: x.id.clone(),
+                    },
+                })
+            } else {
+                None
+            }
         })
         .collect();
     Ok((Response::Swept(changes.len() as u64), changes))

@@ -467,6 +467,56 @@ fn approvals_expire() {
     ));
     assert_eq!(ok(&mut s, 15, Op::ExpireApprovals), Response::Swept(1));
     assert_eq!(s.approvals[&id].state, ApprovalState::Expired);
+    // Finished: forgotten once the retention has passed since it expired (at 15).
+    let kept = 15 + APPROVALS_FINISHED_RETAIN_MS - 1;
+    assert_eq!(ok(&mut s, kept, Op::ExpireApprovals), Response::Swept(0));
+    assert!(s.approvals.contains_key(&id));
+    assert!(crate::sweep::due(&s, kept + 1).contains(&Op::ExpireApprovals));
+    assert_eq!(
+        ok(&mut s, kept + 1, Op::ExpireApprovals),
+        Response::Swept(1)
+    );
+    assert!(s.approvals.is_empty());
+}
+
+#[test]
+fn an_agents_pending_approvals_are_bounded_and_a_full_queue_writes_nothing() {
+    let mut s = tenant_with_agent();
+    let request = |tool: String| Op::RequestApproval {
+        tenant: "t".into(),
+        agent: "bot".into(),
+        tool,
+        args_digest: H.into(),
+        reason: String::new(),
+        ttl_ms: Some(60_000),
+    };
+    for n in 0..APPROVALS_PENDING_PER_AGENT_MAX {
+        ok(&mut s, 10 + n as u64, request(format!("t{n}")));
+    }
+    // The identical request is folded, even with the queue full.
+    let again = apply(&mut s, &cmd(100, request("t0".into())));
+    assert!(again.result.is_ok() && again.changes.is_empty());
+    let full = apply(&mut s, &cmd(100, request("one-more".into())));
+    let Err(ApplyError::ResourceExhausted(why)) = &full.result else {
+        panic!("{:?}", full.result)
+    };
+    assert!(
+        why.contains("approvals_pending_per_agent_max") && why.contains("retry after"),
+        "{why}"
+    );
+    assert!(full.changes.is_empty());
+    assert_eq!(s.approvals.len(), APPROVALS_PENDING_PER_AGENT_MAX);
+    // A decision frees a slot.
+    let first = s.approvals.keys().next().unwrap().clone();
+    ok(
+        &mut s,
+        101,
+        Op::DecideApproval {
+            id: first,
+            approve: false,
+        },
+    );
+    ok(&mut s, 102, request("one-more".into()));
 }
 
 #[test]
