@@ -208,6 +208,12 @@ async fn an_agent_in_a_loop_cannot_flood_the_core() {
         requests_after - requests
     );
 
+    println!(
+        "approval requests committed: {requests} for 1,000 identical calls, {} for 1,000 distinct ones; consumptions: {}",
+        requests_after - requests,
+        committed(c, "consume_approval") as u64
+    );
+
     // Responsive throughout: a kill switch engaged during a flood stops the agent.
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
