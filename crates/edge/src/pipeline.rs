@@ -264,26 +264,24 @@ pub fn decide_request(
         PolicyVerdict::Allow {
             version,
             policy_ids,
-        } => {
-            e.policy_version = Some(version);
-            e.policy_ids = policy_ids;
-            Decided {
-                verdict: Verdict::Allow,
-                entry: e,
-            }
-        }
+        } => permitted(e, Verdict::Allow, version, policy_ids),
         PolicyVerdict::RequireApproval {
             version,
             policy_ids,
-        } => {
-            e.policy_version = Some(version);
-            e.policy_ids = policy_ids;
-            Decided {
-                verdict: Verdict::NeedsApproval,
-                entry: e,
-            }
-        }
+        } => permitted(e, Verdict::NeedsApproval, version, policy_ids),
     }
+}
+
+/// A permit (at once, or once approved), recorded with the version and policies that gave it.
+fn permitted(
+    mut entry: AuditEntry,
+    verdict: Verdict,
+    version: String,
+    policy_ids: Vec<String>,
+) -> Decided {
+    entry.policy_version = Some(version);
+    entry.policy_ids = policy_ids;
+    Decided { verdict, entry }
 }
 
 /// The reason the core records on an approval request for this call.
