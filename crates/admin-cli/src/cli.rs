@@ -82,6 +82,48 @@ pub enum Command {
     /// The hash-chained audit log of every decision.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// A private CA and certificates for nodes, edges and operators (local and test clusters).
+    #[command(subcommand)]
+    Certs(CertsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCmd {
+    /// Creates a CA and one certificate per node, edge and operator under DIR.
+    Init {
+        dir: PathBuf,
+        /// The SPIFFE trust domain of the identities (`spiffe://<trust-domain>/<kind>/<name>`).
+        #[arg(long, default_value = "agentgate.local")]
+        trust_domain: String,
+        /// Nodes 1..=N.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Edge names.
+        #[arg(long, value_delimiter = ',', default_value = "edge-1")]
+        edges: Vec<String>,
+        /// Operator names.
+        #[arg(long, value_delimiter = ',', default_value = "admin")]
+        operators: Vec<String>,
+        /// Validity, days.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
+    /// Issues one more certificate from an existing CA (a new identity, or a rotation).
+    Issue {
+        /// The identity, `node/<id>`, `edge/<name>` or `operator/<name>`.
+        identity: String,
+        /// The directory holding ca.crt and ca.key.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long, default_value = "agentgate.local")]
+        trust_domain: String,
+        /// Where to write tls.crt, tls.key, ca.crt (default: beside the CA directory, named for
+        /// the identity).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,6 @@
 //! The pure state transition of the core: `apply(state, command) -> Applied`, dispatching each
 //! operation to the module of its concern (tenants, agents, upstreams, policy, rollouts,
-//! switches, quotas, approvals, audit); the lookups and checks they share are here.
+//! switches, quotas, approvals, roles, audit); the lookups and checks they share are here.
 //!
 //! INVARIANT: a rejected command changes nothing but the revision (and, when it carries a request
 //! id, the record of that id's answer). Handlers read the state immutably and return the changes
@@ -29,6 +29,7 @@ mod approvals;
 mod audit;
 mod policy;
 mod quotas;
+mod roles;
 mod rollouts;
 mod switches;
 mod tenants;
@@ -291,6 +292,16 @@ fn handle(s: &State, cmd: &Command, revision: u64) -> Handled {
             },
         ),
         Op::ExpireApprovals => approvals::expire(s, cmd),
+        Op::GrantRole {
+            operator,
+            role,
+            tenant,
+        } => roles::grant(s, cmd, operator, *role, tenant.as_deref()),
+        Op::RevokeRole {
+            operator,
+            role,
+            tenant,
+        } => roles::revoke(s, operator, *role, tenant.as_deref()),
         Op::AppendAudit { edge_id, records } => audit::append_audit(s, cmd, edge_id, records),
     }
 }

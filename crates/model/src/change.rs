@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditHead, AuditRecord};
-use crate::entity::{Entity, EntityKey};
+use crate::entity::{Entity, EntityKey, Kind};
 use crate::ids::EdgeId;
 use crate::request::Answered;
 
@@ -36,9 +36,14 @@ pub enum Change {
 }
 
 impl Change {
-    /// Whether edges need this change (they hold entities, not the audit index or request ids).
+    /// Whether edges need this change: they hold entities, not the audit index, request ids or
+    /// operators' role bindings (edges authorize no operator).
     pub fn is_for_edges(&self) -> bool {
-        matches!(self, Change::Put { .. } | Change::Delete { .. })
+        match self {
+            Change::Put { entity } => entity.key().kind != Kind::RoleBinding,
+            Change::Delete { key } => key.kind != Kind::RoleBinding,
+            Change::Audit { .. } | Change::Answered { .. } | Change::Forget { .. } => false,
+        }
     }
 }
 

@@ -156,6 +156,19 @@ pub enum Op {
     /// Marks pending and approved approvals whose expiry has passed as expired, and forgets
     /// finished ones past their retention (`APPROVALS_FINISHED_RETAIN_MS`).
     ExpireApprovals,
+    /// Grants an operator a role, globally (`tenant: None`) or in one tenant.
+    GrantRole {
+        operator: String,
+        role: crate::authz::Role,
+        tenant: Option<TenantId>,
+    },
+    /// Takes a granted role back (effective at once: every call is authorized against the
+    /// current bindings).
+    RevokeRole {
+        operator: String,
+        role: crate::authz::Role,
+        tenant: Option<TenantId>,
+    },
     /// Appends decision records; records an edge already delivered are skipped.
     AppendAudit {
         edge_id: EdgeId,
@@ -191,6 +204,8 @@ impl Op {
             Op::DecideApproval { .. } => "decide_approval",
             Op::ConsumeApproval { .. } => "consume_approval",
             Op::ExpireApprovals => "expire_approvals",
+            Op::GrantRole { .. } => "grant_role",
+            Op::RevokeRole { .. } => "revoke_role",
             Op::AppendAudit { .. } => "append_audit",
         }
     }

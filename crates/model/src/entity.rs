@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::authz::RoleBinding;
 use crate::ids::{AgentId, PolicyVersion, ServerName, TenantId};
 
 /// The kinds of replicated entity; each is stored in its own RocksDB column family.
@@ -21,10 +22,11 @@ pub enum Kind {
     Switch,
     Quota,
     Approval,
+    RoleBinding,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Tenant,
         Kind::Agent,
         Kind::Upstream,
@@ -33,6 +35,7 @@ impl Kind {
         Kind::Switch,
         Kind::Quota,
         Kind::Approval,
+        Kind::RoleBinding,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Switch => "switch",
             Kind::Quota => "quota",
             Kind::Approval => "approval",
+            Kind::RoleBinding => "role_binding",
         }
     }
 }
@@ -331,6 +335,7 @@ pub enum Entity {
     Switch(KillSwitch),
     Quota(Quota),
     Approval(Approval),
+    RoleBinding(RoleBinding),
 }
 
 impl Entity {
@@ -344,6 +349,7 @@ impl Entity {
             Entity::Switch(s) => (Kind::Switch, s.scope.key()),
             Entity::Quota(q) => (Kind::Quota, q.scope.key()),
             Entity::Approval(a) => (Kind::Approval, a.id.clone()),
+            Entity::RoleBinding(b) => (Kind::RoleBinding, b.key()),
         };
         EntityKey { kind, key }
     }
@@ -368,6 +374,7 @@ impl Entity {
             },
             Entity::Quota(q) => Some(&q.scope.tenant),
             Entity::Approval(a) => Some(&a.tenant),
+            Entity::RoleBinding(b) => b.tenant.as_deref(),
         }
     }
 }

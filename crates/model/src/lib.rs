@@ -6,6 +6,7 @@
 //!   kill switches, quotas, approvals) and their keys.
 //! - [`command`]: what enters the Raft log: an [`command::Op`] stamped by the leader with time.
 //! - [`state`]: the replicated state machine's in-memory image.
+//! - [`authz`]: identities, roles and bindings, and the one `authorize(identity, call)`.
 //! - [`approval`]: where a call needing approval stands (the identical request, room, a full
 //!   queue), read the same way by apply and by the edge.
 //! - [`apply()`]: the pure transition `apply(state, command) -> (result, changes)`.
@@ -28,6 +29,7 @@
 pub mod apply;
 pub mod approval;
 pub mod audit;
+pub mod authz;
 pub mod cases;
 pub mod change;
 pub mod command;

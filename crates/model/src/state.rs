@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditHead;
 use crate::change::Change;
 use crate::entity::{
-    Agent, Approval, Entity, EntityKey, KillSwitch, Kind, PolicyPackage, Quota, Rollout, Tenant,
-    Upstream,
+    Agent, Approval, Entity, EntityKey, KillSwitch, Kind, PolicyPackage, Quota, RoleBinding,
+    Rollout, Tenant, Upstream,
 };
 use crate::ids::EdgeId;
 use crate::request::Answered;
@@ -33,6 +33,9 @@ pub struct State {
     pub quotas: BTreeMap<String, Quota>,
     /// Keyed by approval id.
     pub approvals: BTreeMap<String, Approval>,
+    /// Operators' role bindings, keyed by [`RoleBinding::key`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleBinding>,
     pub audit_head: AuditHead,
     /// Highest `edge_seq` appended per edge incarnation (audit idempotency).
     pub audit_acks: BTreeMap<EdgeId, u64>,
@@ -53,6 +56,7 @@ impl State {
             Kind::Switch => self.switches.get(k).cloned().map(Entity::Switch),
             Kind::Quota => self.quotas.get(k).cloned().map(Entity::Quota),
             Kind::Approval => self.approvals.get(k).cloned().map(Entity::Approval),
+            Kind::RoleBinding => self.roles.get(k).cloned().map(Entity::RoleBinding),
         }
     }
 
@@ -67,6 +71,7 @@ impl State {
             Entity::Switch(v) => drop(self.switches.insert(key, v)),
             Entity::Quota(v) => drop(self.quotas.insert(key, v)),
             Entity::Approval(v) => drop(self.approvals.insert(key, v)),
+            Entity::RoleBinding(v) => drop(self.roles.insert(key, v)),
         }
     }
 
@@ -81,6 +86,7 @@ impl State {
             Kind::Switch => self.switches.remove(k).is_some(),
             Kind::Quota => self.quotas.remove(k).is_some(),
             Kind::Approval => self.approvals.remove(k).is_some(),
+            Kind::RoleBinding => self.roles.remove(k).is_some(),
         }
     }
 
@@ -95,6 +101,7 @@ impl State {
             Kind::Switch => self.switches.len(),
             Kind::Quota => self.quotas.len(),
             Kind::Approval => self.approvals.len(),
+            Kind::RoleBinding => self.roles.len(),
         }
     }
 
@@ -134,6 +141,12 @@ impl State {
                 .cloned()
                 .map(Entity::Approval)
                 .collect(),
+            Kind::RoleBinding => self
+                .roles
+                .values()
+                .cloned()
+                .map(Entity::RoleBinding)
+                .collect(),
         }
     }
 
@@ -147,6 +160,7 @@ impl State {
         let s = self.switches.values().cloned().map(Entity::Switch);
         let q = self.quotas.values().cloned().map(Entity::Quota);
         let ap = self.approvals.values().cloned().map(Entity::Approval);
+        let rb = self.roles.values().cloned().map(Entity::RoleBinding);
         t.chain(a)
             .chain(u)
             .chain(p)
@@ -154,6 +168,17 @@ impl State {
             .chain(s)
             .chain(q)
             .chain(ap)
+            .chain(rb)
+    }
+
+    /// What an edge holds of this state: everything but the request ids' answers and the
+    /// operators' role bindings (the same split as [`Change::is_for_edges`]).
+    pub fn for_edges(&self) -> State {
+        State {
+            roles: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            ..self.clone()
+        }
     }
 
     /// Applies a change as a replica (an edge, or a node restoring): the same effect apply had.

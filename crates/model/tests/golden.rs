@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use agentgate_model::audit::{AuditEntry, Decision};
+use agentgate_model::authz::Role;
 use agentgate_model::command::CommandResult;
 use agentgate_model::entity::{PolicyPackage, QuotaScope, RolloutGuard, Scope, Transport};
 use agentgate_model::policy::package_digest;
@@ -185,6 +186,33 @@ fn commands() -> Vec<Command> {
     v.push(with_id(1_700_000_000_020, "cli-7f3a-1", tenant_b()));
     v.push(with_id(1_700_000_000_021, "cli-7f3a-2", tenant_b()));
     v.push(with_id(1_700_000_000_022, "cli-7f3a-1", tenant_b()));
+    // Role bindings: a global admin, a tenant operator, the last admin not revocable, a revoke.
+    let grant = |operator: &str, role, tenant: Option<&str>| Op::GrantRole {
+        operator: operator.into(),
+        role,
+        tenant: tenant.map(str::to_string),
+    };
+    v.push(c(1_700_000_000_030, grant("root", Role::Admin, None)));
+    v.push(c(
+        1_700_000_000_031,
+        grant("olga", Role::Operator, Some("tenant-a")),
+    ));
+    v.push(c(
+        1_700_000_000_032,
+        Op::RevokeRole {
+            operator: "root".into(),
+            role: Role::Admin,
+            tenant: None,
+        },
+    ));
+    v.push(c(
+        1_700_000_000_033,
+        Op::RevokeRole {
+            operator: "olga".into(),
+            role: Role::Operator,
+            tenant: Some("tenant-a".into()),
+        },
+    ));
     v
 }
 

@@ -33,7 +33,7 @@ fn snapshot_event(state: &State) -> Result<WatchEvent, NodeError> {
     Ok(WatchEvent {
         event: Some(watch_event::Event::Snapshot(StateSnapshot {
             revision: state.revision,
-            state_json: encode(state)?,
+            state_json: encode(&state.for_edges())?,
         })),
     })
 }

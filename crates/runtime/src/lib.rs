@@ -10,6 +10,8 @@
 //!   metric descriptions.
 //! - [`telemetry`]: JSON logs with trace ids, OTLP trace export (bounded, never blocking), and
 //!   W3C context propagation through HTTP headers and gRPC metadata.
+//! - [`tls`]: TLS 1.3 with mutual authentication from PEM files reloaded when they change, and
+//!   the URI SANs (SPIFFE identities) of a peer's certificate.
 //!
 //! INVARIANT: only [`clock`] reads the system clock (clippy's `disallowed-methods` points here).
 #![forbid(unsafe_code)]
@@ -20,3 +22,4 @@ pub mod limits;
 pub mod net;
 pub mod ops;
 pub mod telemetry;
+pub mod tls;

@@ -17,6 +17,7 @@ use crate::out::Out;
 
 mod approvals;
 mod audit;
+mod certs;
 mod cluster;
 mod entities;
 mod policy;
@@ -95,6 +96,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Switches(c) => switches::list_or_release(&mut ctx, c).await,
         Command::Approvals(c) => approvals::run(&mut ctx, c).await,
         Command::Audit(c) => audit::run(&mut ctx, c).await,
+        Command::Certs(c) => certs::run(&mut ctx, c),
     }
 }
 
