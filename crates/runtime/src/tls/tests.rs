@@ -85,14 +85,20 @@ async fn call(creds: &Arc<Credentials>, addr: &str) -> Result<(String, Vec<Strin
     Ok((got, server))
 }
 
+/// A CA with a node and an edge identity under `dir`, loaded.
+fn node_and_edge(dir: &Path) -> (Ca, Arc<Credentials>, Arc<Credentials>) {
+    let ca = Ca::new("cluster");
+    ca.issue(&dir.join("node"), NODE, false);
+    ca.issue(&dir.join("edge"), EDGE, false);
+    let node = Credentials::load(TlsPaths::in_dir(&dir.join("node"))).unwrap();
+    let edge = Credentials::load(TlsPaths::in_dir(&dir.join("edge"))).unwrap();
+    (ca, node, edge)
+}
+
 #[tokio::test]
 async fn mutual_tls_carries_both_identities() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("cluster");
-    ca.issue(&dir.path().join("node"), NODE, false);
-    ca.issue(&dir.path().join("edge"), EDGE, false);
-    let node = Credentials::load(TlsPaths::in_dir(&dir.path().join("node"))).unwrap();
-    let edge = Credentials::load(TlsPaths::in_dir(&dir.path().join("edge"))).unwrap();
+    let (_ca, node, edge) = node_and_edge(dir.path());
     let addr = server(&node).await;
     let (seen_by_server, server_is) = call(&edge, &addr).await.unwrap();
     assert_eq!(seen_by_server, EDGE);
@@ -162,11 +168,7 @@ async fn a_client_without_a_certificate_is_refused() {
 #[tokio::test]
 async fn rotated_files_are_used_by_new_connections_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("cluster");
-    ca.issue(&dir.path().join("node"), NODE, false);
-    ca.issue(&dir.path().join("edge"), EDGE, false);
-    let node = Credentials::load(TlsPaths::in_dir(&dir.path().join("node"))).unwrap();
-    let edge = Credentials::load(TlsPaths::in_dir(&dir.path().join("edge"))).unwrap();
+    let (ca, node, edge) = node_and_edge(dir.path());
     let addr = server(&node).await;
     assert_eq!(call(&edge, &addr).await.unwrap().1, vec![NODE.to_string()]);
     assert_eq!(node.reload_if_changed(), Ok(false));
