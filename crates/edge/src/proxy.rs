@@ -491,12 +491,18 @@ impl Gateway {
         self.record_denial(ctx, e, d)
     }
 
-    fn record_denial(&self, ctx: &Ctx, mut e: AuditEntry, d: Denial) -> EdgeError {
+    fn record_denial(&self, ctx: &Ctx, e: AuditEntry, d: Denial) -> EdgeError {
+        self.record_refusal(ctx, e, EdgeError::Denied(d))
+    }
+
+    /// Records a refusal's entry; the error to answer with (`refused`, or turned away when not
+    /// even the refusal can be recorded).
+    fn record_refusal(&self, ctx: &Ctx, mut e: AuditEntry, refused: EdgeError) -> EdgeError {
         self.finish(ctx, &mut e);
         if self.audit.record(e).is_err() {
             return audit_full();
         }
-        EdgeError::Denied(d)
+        refused
     }
 
     /// The facts of a tool the upstream lists: from the catalog, else from the upstream's list.
@@ -552,11 +558,7 @@ impl Gateway {
                     &Denial::new(crate::gate::code::UPSTREAM, why.clone()),
                 );
                 e.upstream_status = Some(StatusCode::BAD_GATEWAY.as_u16());
-                self.finish(ctx, &mut e);
-                if self.audit.record(e).is_err() {
-                    return Err(audit_full());
-                }
-                Err(EdgeError::Upstream(why))
+                Err(self.record_refusal(ctx, e, EdgeError::Upstream(why)))
             }
         }
     }

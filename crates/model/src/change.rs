@@ -40,7 +40,7 @@ impl Change {
     /// operators' role bindings (edges authorize no operator).
     pub fn is_for_edges(&self) -> bool {
         match self {
-            Change::Put { entity } => entity.key().kind != Kind::RoleBinding,
+            Change::Put { entity } => entity.kind() != Kind::RoleBinding,
             Change::Delete { key } => key.kind != Kind::RoleBinding,
             Change::Audit { .. } | Change::Answered { .. } | Change::Forget { .. } => false,
         }

@@ -339,6 +339,20 @@ pub enum Entity {
 }
 
 impl Entity {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entity::Tenant(_) => Kind::Tenant,
+            Entity::Agent(_) => Kind::Agent,
+            Entity::Upstream(_) => Kind::Upstream,
+            Entity::Policy(_) => Kind::Policy,
+            Entity::Rollout(_) => Kind::Rollout,
+            Entity::Switch(_) => Kind::Switch,
+            Entity::Quota(_) => Kind::Quota,
+            Entity::Approval(_) => Kind::Approval,
+            Entity::RoleBinding(_) => Kind::RoleBinding,
+        }
+    }
+
     pub fn key(&self) -> EntityKey {
         let (kind, key) = match self {
             Entity::Tenant(t) => (Kind::Tenant, t.id.clone()),

@@ -197,25 +197,7 @@ async fn replica(c: &Cluster) -> State {
 }
 
 async fn approval_state(c: &Cluster, id: &str) -> ApprovalState {
-    let (_, r) = c
-        .query(
-            2,
-            &Query::Approvals {
-                tenant: Some("t".into()),
-                state: None,
-            },
-        )
-        .await
-        .unwrap();
-    let QueryResult::Entities(es) = r else {
-        panic!("{r:?}")
-    };
-    es.into_iter()
-        .find_map(|e| match e {
-            Entity::Approval(a) if a.id == id => Some(a.state),
-            _ => None,
-        })
-        .unwrap()
+    replica(c).await.approvals[id].state
 }
 
 #[tokio::test]
